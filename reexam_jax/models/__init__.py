@@ -1,0 +1,121 @@
+"""Model registry: every model of the paper is a high-level core plus an output model.
+
+| name                  | core | output     | paper name            |
+|-----------------------|------|------------|-----------------------|
+| f_rnn, rnn_flat       | rnn  | factorised | F-RNN, RNN-flat (D=1) |
+| f_srnn, srnn_flat     | srnn | factorised | F-SRNN, SRNN-flat     |
+| rnn_hier              | rnn  | hier_lstm  | RNN-hier              |
+| srnn_hier             | srnn | hier_lstm  | SRNN-hier             |
+| rnn_hier_made         | rnn  | hier_made  | RNN-hier (Perm-TIMIT) |
+| srnn_hier_made        | srnn | hier_made  | SRNN-hier (Perm-TIMIT)|
+| delta_rnn_interleave  | rnn  | delta      | delta-RNN, U          |
+| delta_rnn_random      | rnn  | delta      | delta-RNN, V          |
+"""
+from typing import Any, Dict
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from reexam_jax.models import cores
+from reexam_jax.models import outputs
+
+MODELS = {
+    'f_rnn': ('rnn', 'factorised'),
+    'rnn_flat': ('rnn', 'factorised'),
+    'f_srnn': ('srnn', 'factorised'),
+    'srnn_flat': ('srnn', 'factorised'),
+    'rnn_hier': ('rnn', 'hier_lstm'),
+    'srnn_hier': ('srnn', 'hier_lstm'),
+    'rnn_hier_made': ('rnn', 'hier_made'),
+    'srnn_hier_made': ('srnn', 'hier_made'),
+    'delta_rnn_interleave': ('rnn', 'delta'),
+    'delta_rnn_random': ('rnn', 'delta'),
+}
+
+
+class SequenceModel(nn.Module):
+  """core(x, y) -> h; output(h, y) -> per-element log p. See `__call__`."""
+  core: nn.Module
+  output: nn.Module
+
+  def __call__(self, x, y, *, deterministic: bool = True,
+               latent_source: str = 'posterior') -> Dict[str, jax.Array]:
+    """Scores targets y given inputs x (y shifted by one step: y[t] = x[t+1]).
+
+    Args:
+      x, y: [T, B, D].
+    Returns:
+      log_prob: [T, B, D] log-density of each element given everything before it in
+        the model's order (given the sampled z for latent models);
+      kl: [T, B] analytic KL of the posterior from the prior (zeros for RNN cores);
+      log_ratio: [T, B] log p(z) - log s(z) for the sampled z (importance weights).
+    """
+    out = self.core(x, y, deterministic=deterministic, latent_source=latent_source)
+    out['log_prob'] = self.output(out.pop('h'), y, deterministic=deterministic)
+    return out
+
+
+def is_latent(name: str) -> bool:
+  """True for models with stochastic latent variables (reported as bounds)."""
+  return MODELS[name][0] == 'srnn'
+
+
+def build_model(cfg) -> SequenceModel:
+  """Builds the model named by `cfg.name` from a model ConfigDict (see configs)."""
+  if cfg.name not in MODELS:
+    raise ValueError(f'config.model.name: unknown model {cfg.name!r}; '
+                     f'choose one of {sorted(MODELS)}')
+  core_name, output_name = MODELS[cfg.name]
+  if core_name == 'rnn':
+    core = cores.RNNCore(cfg.d_rnn, cfg.d_emb, cfg.n_layer, cfg.dropout)
+  else:
+    core = cores.SRNNCore(cfg.d_rnn, cfg.d_emb, cfg.d_lat, cfg.d_mlp, cfg.n_layer,
+                          cfg.dropout)
+  # Heads of models whose core leaves h undropped apply the model's dropout to h.
+  input_dropout = 0.0 if core.output_dropped else cfg.dropout
+  n_mix = cfg.n_mix if core_name == 'rnn' else 1  # SRNN outputs are one Gaussian (§2.2)
+  if output_name == 'factorised':
+    output = outputs.Factorised(cfg.d_data, cfg.head, n_mix, input_dropout)
+  elif output_name == 'hier_lstm':
+    n_low = cfg.n_low_layer if core_name == 'rnn' else 1  # srnn_hier: always 1 (§2.4)
+    output = outputs.HierLSTM(cfg.d_data, cfg.d_rnn, cfg.d_emb, cfg.head, n_mix, n_low,
+                              cfg.dropout)
+  elif output_name == 'hier_made':
+    output = outputs.HierMADE(cfg.d_data, cfg.d_nade, cfg.head, n_mix, cfg.n_low_layer,
+                              input_dropout, cfg.dropout, cfg.joint_layernorm)
+  else:
+    split = cfg.name.rsplit('_', 1)[-1]  # 'interleave' | 'random'
+    leak, rest = outputs.delta_split(cfg.d_data, split, cfg.chk_len, cfg.d_leak,
+                                     cfg.split_seed)
+    output = outputs.DeltaSplit(cfg.d_data, cfg.d_rnn, cfg.head, tuple(leak.tolist()),
+                                tuple(rest.tolist()), n_mix, cfg.dropout)
+  return SequenceModel(core, output)
+
+
+def init_params(model: SequenceModel, rng: jax.Array, d_data: int) -> Any:
+  """Initial parameters, from a tiny dummy batch (shapes do not depend on T or B)."""
+  dummy = jnp.zeros((2, 1, d_data), jnp.float32)
+  keys = dict(zip(('params', 'latent', 'dropout'), jax.random.split(rng, 3)))
+  return model.init(keys, dummy, dummy)['params']
+
+
+def count_params(model: SequenceModel, params) -> int:
+  """Number of free parameters: all stored scalars, less the MADE weights that the
+  autoregressive mask zeroes (those never influence the model)."""
+  total = sum(int(p.size) for p in jax.tree_util.tree_leaves(params))
+  if isinstance(model.output, outputs.HierMADE):
+    total -= model.output.num_masked_weights(params['output']['w0'].shape[1])
+  return total
+
+
+def reference_param_count(model: SequenceModel, params) -> int:
+  """The count the reference logs (spec §9.1): equal to `count_params` except for the
+  MADE heads, where its formula adds one per unmasked W0 row and counts the output
+  criterion twice."""
+  total = count_params(model, params)
+  if isinstance(model.output, outputs.HierMADE):
+    out = params['output']
+    total += model.output.num_unmasked_rows(out['w0'].shape[1])
+    total += sum(int(p.size) for p in jax.tree_util.tree_leaves(out['crit']))
+  return total
