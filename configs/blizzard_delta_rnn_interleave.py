@@ -1,0 +1,6 @@
+"""Blizzard 2013, delta-RNN, interleaving split (U). Variant: `:chk_len=U`."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('blizzard', 'delta_rnn_interleave', arg)

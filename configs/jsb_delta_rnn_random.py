@@ -1,0 +1,6 @@
+"""JSB Chorales, delta-RNN, random split (V). Variant: `:d_leak=V`."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('jsb', 'delta_rnn_random', arg)

@@ -1,0 +1,6 @@
+"""JSB Chorales, F-RNN."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('jsb', 'f_rnn', arg)

@@ -1,0 +1,6 @@
+"""MuseData, F-RNN."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('muse', 'f_rnn', arg)

@@ -1,0 +1,6 @@
+"""MuseData, RNN-flat."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('muse', 'rnn_flat', arg)

@@ -1,0 +1,6 @@
+"""MuseData, RNN-hier."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('muse', 'rnn_hier', arg)

@@ -1,0 +1,6 @@
+"""MuseData, SRNN-flat."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('muse', 'srnn_flat', arg)

@@ -1,0 +1,6 @@
+"""Nottingham, F-SRNN."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('nottingham', 'f_srnn', arg)

@@ -1,0 +1,6 @@
+"""Nottingham, RNN-flat."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('nottingham', 'rnn_flat', arg)

@@ -1,0 +1,6 @@
+"""Nottingham, SRNN-flat."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('nottingham', 'srnn_flat', arg)

@@ -1,0 +1,6 @@
+"""Perm-TIMIT, delta-RNN, random split (V). Variant: `:d_leak=V`."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('perm_timit', 'delta_rnn_random', arg)

@@ -1,0 +1,6 @@
+"""Perm-TIMIT, RNN-flat. Stride variant (Table 2): `:stride=200`."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('perm_timit', 'rnn_flat', arg)

@@ -1,0 +1,6 @@
+"""TIMIT, F-SRNN."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('timit', 'f_srnn', arg)

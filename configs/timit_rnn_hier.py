@@ -1,0 +1,6 @@
+"""TIMIT, RNN-hier."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('timit', 'rnn_hier', arg)

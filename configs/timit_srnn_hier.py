@@ -1,0 +1,6 @@
+"""TIMIT, SRNN-hier."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('timit', 'srnn_hier', arg)

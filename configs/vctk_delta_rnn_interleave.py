@@ -1,0 +1,6 @@
+"""VCTK, delta-RNN, interleaving split (U). Variant: `:chk_len=U`."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('vctk', 'delta_rnn_interleave', arg)

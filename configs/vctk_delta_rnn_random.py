@@ -1,0 +1,6 @@
+"""VCTK, delta-RNN, random split (V). Variant: `:d_leak=V`."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('vctk', 'delta_rnn_random', arg)

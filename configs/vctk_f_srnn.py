@@ -1,0 +1,6 @@
+"""VCTK, F-SRNN."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('vctk', 'f_srnn', arg)

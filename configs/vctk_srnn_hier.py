@@ -1,0 +1,6 @@
+"""VCTK, SRNN-hier."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('vctk', 'srnn_hier', arg)

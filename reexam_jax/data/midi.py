@@ -1,0 +1,151 @@
+"""Polyphonic music as [T, 88] piano rolls (spec §8.6).
+
+Reads the Boulanger-Lewandowski sets in either published form: the pickles (a dict of
+train/valid/test lists of sequences of lists of active MIDI pitches) or the `.mat`
+files (`traindata`/`validdata`/`testdata` object arrays of [T, 88] 0/1 rolls). Column i
+of a roll is MIDI pitch i + 21 (A0 .. C8).
+"""
+import os
+import pickle
+import tempfile
+import urllib.request
+from typing import Dict, List
+
+import numpy as np
+import scipy.io
+
+NUM_PITCHES = 88
+LOWEST_PITCH = 21
+SPLITS = ('train', 'valid', 'test')
+_BASE_URL = 'http://www-etud.iro.umontreal.ca/~boulanni/'
+
+# dataset -> file stems accepted in data_dir (the first is the download name).
+FILE_STEMS = {
+    'nottingham': ('Nottingham',),
+    'muse': ('MuseData',),
+    'jsb': ('JSB Chorales', 'JSB_Chorales'),
+    'piano_midi': ('Piano-midi.de', 'Piano_midi'),
+}
+
+
+def pitches_to_roll(steps) -> np.ndarray:
+  """A sequence of lists of active MIDI pitches -> [T, 88] float32 roll."""
+  roll = np.zeros((len(steps), NUM_PITCHES), np.float32)
+  for t, pitches in enumerate(steps):
+    for p in pitches:
+      if not LOWEST_PITCH <= p < LOWEST_PITCH + NUM_PITCHES:
+        raise ValueError(f'pitch {p} at step {t} is outside the piano range 21..108')
+      roll[t, int(p) - LOWEST_PITCH] = 1.0
+  return roll
+
+
+def load_pickle(path: str) -> Dict[str, List[np.ndarray]]:
+  with open(path, 'rb') as f:
+    data = pickle.load(f, encoding='latin1')
+  missing = [s for s in SPLITS if s not in data]
+  if missing:
+    raise ValueError(f'{path}: expected keys {SPLITS}, missing {missing}')
+  return {s: [pitches_to_roll(seq) for seq in data[s]] for s in SPLITS}
+
+
+def load_mat(path: str) -> Dict[str, List[np.ndarray]]:
+  data = scipy.io.loadmat(path)
+  out = {}
+  for split in SPLITS:
+    key = f'{split}data'
+    if key not in data:
+      raise ValueError(f'{path}: expected field {key!r} (found {sorted(data)})')
+    rolls = [np.asarray(r, np.float32) for r in data[key].reshape(-1)]
+    bad = [i for i, r in enumerate(rolls) if r.ndim != 2 or r.shape[1] != NUM_PITCHES]
+    if bad:
+      raise ValueError(f'{path}: {key}[{bad[0]}] has shape {rolls[bad[0]].shape}, '
+                       f'expected (T, {NUM_PITCHES})')
+    out[split] = rolls
+  return out
+
+
+def _download(url: str, dest: str) -> None:
+  """Downloads to a temporary file, then renames: never a partial file at `dest`."""
+  os.makedirs(os.path.dirname(dest), exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), suffix='.part')
+  try:
+    with os.fdopen(fd, 'wb') as out, urllib.request.urlopen(url, timeout=30) as resp:
+      out.write(resp.read())
+    os.replace(tmp, dest)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def load_midi(dataset: str, data_dir: str, download: bool = True
+              ) -> Dict[str, List[np.ndarray]]:
+  """Rolls of `dataset` from `data_dir` ({stem}.mat or {stem}.pickle), downloading the
+  pickle from its canonical URL when absent and `download` is set."""
+  if dataset not in FILE_STEMS:
+    raise ValueError(f'unknown MIDI dataset {dataset!r}; choose one of {sorted(FILE_STEMS)}')
+  stems = FILE_STEMS[dataset]
+  for stem in stems:
+    for ext, loader in (('.mat', load_mat), ('.pickle', load_pickle), ('.pkl', load_pickle)):
+      path = os.path.join(data_dir, stem + ext)
+      if os.path.exists(path):
+        return loader(path)
+  wanted = ' or '.join(f'{s}.pickle / {s}.mat' for s in stems)
+  url = _BASE_URL + stems[0] + '.pickle'
+  if download:
+    dest = os.path.join(data_dir, stems[0] + '.pickle')
+    try:
+      _download(url, dest)
+      return load_pickle(dest)
+    except OSError as e:
+      raise FileNotFoundError(
+          f'{dataset}: no {wanted} in {data_dir!r}, and downloading {url} failed ({e}). '
+          f'Put the file there, or point --config.data_dir at a directory holding it.'
+      ) from e
+  raise FileNotFoundError(f'{dataset}: no {wanted} in {data_dir!r}. Put the file there '
+                          f'(it is published at {url}), or set --config.data_dir.')
+
+
+def score_to_roll(score, steps_per_quarter: int = 1) -> np.ndarray:
+  """A music21 score -> [T, 88] roll sampled `steps_per_quarter` times per quarter note
+  (quarter notes, as the JSB Chorales set of the paper's companion benchmarks)."""
+  num_steps = int(np.ceil(float(score.highestTime) * steps_per_quarter))
+  roll = np.zeros((num_steps, NUM_PITCHES), np.float32)
+  for note in score.flatten().notes:
+    start = int(round(float(note.offset) * steps_per_quarter))
+    stop = max(start + 1, int(round(float(note.offset + note.quarterLength)
+                                     * steps_per_quarter)))
+    for pitch in note.pitches:
+      if LOWEST_PITCH <= pitch.midi < LOWEST_PITCH + NUM_PITCHES:
+        roll[start:stop, pitch.midi - LOWEST_PITCH] = 1.0
+  return roll
+
+
+def load_bach_chorales(cache_dir: str, max_pieces: int = 0, seed: int = 0
+                       ) -> Dict[str, List[np.ndarray]]:
+  """The Bach chorales bundled with music21 as piano rolls, split 80/10/10 by piece.
+
+  Works offline: the scores ship inside the music21 package. The rolls are cached in
+  `cache_dir` (written atomically) because parsing takes a minute.
+  """
+  import music21  # a heavy import; only the quickstart needs it
+
+  cache = os.path.join(cache_dir, f'bach_music21_{max_pieces or "all"}_{seed}.npz')
+  if os.path.exists(cache):
+    with np.load(cache, allow_pickle=True) as f:
+      return {s: list(f[s]) for s in SPLITS}
+  paths = sorted(str(p) for p in music21.corpus.getComposer('bach'))
+  paths = [p for p in paths if p.endswith(('.mxl', '.xml', '.krn'))]
+  if max_pieces:
+    paths = paths[:max_pieces]
+  rolls = [r for r in (score_to_roll(music21.corpus.parse(p)) for p in paths) if len(r) > 1]
+  order = np.random.default_rng(seed).permutation(len(rolls))
+  n_valid = n_test = max(1, len(rolls) // 10)
+  splits = {'valid': order[:n_valid], 'test': order[n_valid:n_valid + n_test],
+            'train': order[n_valid + n_test:]}
+  data = {s: [rolls[i] for i in idx] for s, idx in splits.items()}
+  os.makedirs(cache_dir, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix='.npz')
+  with os.fdopen(fd, 'wb') as f:
+    np.savez(f, **{s: np.array(v + [None], dtype=object)[:-1] for s, v in data.items()})
+  os.replace(tmp, cache)
+  return data

@@ -1,0 +1,248 @@
+"""Training: the train state, a pure jitted train step, and the loop around it
+(evaluation, best-on-valid selection, checkpoints, logging, results.json)."""
+import json
+import math
+import os
+import statistics
+import time
+from typing import Any, Dict
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+import tqdm
+
+from reexam_jax import checkpointing
+from reexam_jax import evaluate
+from reexam_jax import models
+from reexam_jax import parallel
+from reexam_jax.data import batching
+from reexam_jax.data import load_dataset
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # number of optimiser steps taken
+  params: Any
+  opt_state: Any
+
+
+def learning_rate_schedule(config) -> optax.Schedule:
+  """Cosine decay from learning_rate to end_learning_rate over num_steps, no warm-up."""
+  return optax.cosine_decay_schedule(
+      config.learning_rate, config.num_steps,
+      alpha=config.end_learning_rate / config.learning_rate)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  """Adam after global-norm clipping (spec §6)."""
+  return optax.chain(optax.clip_by_global_norm(config.grad_clip),
+                     optax.adam(learning_rate_schedule(config)))
+
+
+def kl_weight(config, step):
+  """KL annealing: kl_init at the first step, + kl_increment per step, capped at 1."""
+  return jnp.minimum(1.0, config.kl_init + step * config.kl_increment)
+
+
+def make_train_step(model, optimizer, config):
+  """train_step(state, x, y, rng) -> (state, metrics); x, y: [T, B, D].
+
+  The loss is the reference's: mean over (T, B) of the NLL and KL summed over the step,
+  times loss_elements / D (per sample for speech, per 88-note step for MIDI). Metrics
+  are sums with their denominators, reduced on the host.
+  """
+  def loss_fn(params, x, y, w, rng):
+    dropout_rng, latent_rng = jax.random.split(rng)
+    out = model.apply({'params': params}, x, y, deterministic=False,
+                      rngs={'dropout': dropout_rng, 'latent': latent_rng})
+    t, b, d = y.shape
+    nll, kl = -out['log_prob'].sum(), out['kl'].sum()
+    loss = (nll + w * kl) * config.loss_elements / (d * t * b)
+    return loss, dict(loss=loss, nll=nll, kl=kl, elements=jnp.float32(t * b * d))
+
+  def train_step(state, x, y, rng):
+    rng = jax.random.fold_in(rng, state.step)
+    w = kl_weight(config, state.step)
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x, y, w, rng)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics.update(grad_norm=optax.global_norm(grads), kl_weight=w, steps=jnp.float32(1))
+    return TrainState(state.step + 1, params, opt_state), metrics
+
+  return jax.jit(train_step, donate_argnums=(0,))
+
+
+def _write_json(path: str, obj: Dict[str, Any]) -> None:
+  """Writes JSON atomically (temporary file, then rename)."""
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write('\n')
+  os.replace(tmp, path)
+
+
+class MetricsLog:
+  """workdir/metrics.jsonl, one JSON object per line; on resume, lines past the
+  restored step are dropped so the file matches an uninterrupted run."""
+
+  def __init__(self, workdir: str, resume_step: int):
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.enabled = jax.process_index() == 0
+    if self.enabled and os.path.exists(self.path):
+      with open(self.path) as f:
+        kept = [l for l in f if l.strip() and json.loads(l)['step'] <= resume_step]
+      with open(self.path, 'w') as f:
+        f.writelines(kept)
+
+  def write(self, **record) -> None:
+    if self.enabled:
+      with open(self.path, 'a') as f:
+        f.write(json.dumps(record, sort_keys=True) + '\n')
+
+
+def make_evaluator(config, model) -> evaluate.Evaluator:
+  return evaluate.Evaluator(
+      model, d_data=config.model.d_data, batch_size=config.eval_batch_size,
+      tgt_len=config.eval_tgt_len, normalisation=config.normalisation,
+      samples_per_pass=config.iwae_chunk, max_batches=config.max_eval_batches)
+
+
+def score_test(config, evaluator, params, seqs, eval_rng) -> Dict[str, Any]:
+  """Test LL in the paper's units; latent models add the IWAE bound and the
+  prior-sampled estimate with iwae_samples samples (test_ll is the ELBO, as the paper)."""
+  test = evaluator(params, seqs, jax.random.fold_in(eval_rng, -1))
+  out = dict(test_ll=test['elbo'], test_sequences=test['num_sequences'],
+             ll_unit=evaluate.ll_unit(config.normalisation, config.model.d_data))
+  if models.is_latent(config.model.name):
+    iwae = evaluator(params, seqs, jax.random.fold_in(eval_rng, -2),
+                     num_samples=config.iwae_samples)
+    prior = evaluator(params, seqs, jax.random.fold_in(eval_rng, -3),
+                      num_samples=config.iwae_samples, latent_source='prior')
+    out.update(test_elbo=test['elbo'], test_iwae=iwae['bound'],
+               test_prior_estimate=prior['bound'], iwae_samples=config.iwae_samples)
+  return out
+
+
+def evaluate_checkpoint(config, workdir: str) -> Dict[str, Any]:
+  """Scores the best parameters of workdir's latest checkpoint on the test set and
+  writes workdir/eval_results.json."""
+  model = models.build_model(config.model)
+  init_rng, _, eval_rng = jax.random.split(jax.random.key(config.seed), 3)
+  params = models.init_params(model, init_rng, config.model.d_data)
+  optimizer = make_optimizer(config)
+  ckpt = checkpointing.Checkpointer(workdir)
+  if ckpt.latest_step() is None:
+    raise FileNotFoundError(f'--workdir={workdir}: no checkpoint to evaluate (train first)')
+  state = TrainState(jnp.int32(0), params, optimizer.init(params))
+  _, best_params, record = ckpt.restore(state, params)
+  ckpt.close()
+  data = load_dataset(config)
+  results = dict(dataset=config.dataset, model=config.model.name,
+                 params=models.count_params(model, best_params),
+                 best_step=record['best_step'], valid_ll=record['best_valid_ll'])
+  results.update(score_test(config, make_evaluator(config, model), best_params,
+                            data['test'], eval_rng))
+  if jax.process_index() == 0:
+    _write_json(os.path.join(workdir, 'eval_results.json'), results)
+  return results
+
+
+def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
+  """Trains config's model, keeps the best-on-valid parameters, scores the test set and
+  writes workdir/results.json. Resumes from workdir's latest checkpoint if any."""
+  wall_start = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  data = load_dataset(config)
+  model = models.build_model(config.model)
+  latent = models.is_latent(config.model.name)
+  d_data = config.model.d_data
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.batch_size, mesh)
+  parallel.check_batch_size(config.eval_batch_size, mesh, '--config.eval_batch_size')
+
+  init_rng, train_rng, eval_rng = jax.random.split(jax.random.key(config.seed), 3)
+  params = models.init_params(model, init_rng, d_data)
+  optimizer = make_optimizer(config)
+  state = jax.device_put(TrainState(jnp.int32(0), params, optimizer.init(params)),
+                         parallel.replicated(mesh))
+  best_params, record = params, dict(best_valid_ll=-math.inf, best_step=0)
+  ckpt = checkpointing.Checkpointer(workdir)
+  if ckpt.latest_step() is not None:
+    state, best_params, record = ckpt.restore(state, best_params)
+  start_step = int(state.step)
+  log = MetricsLog(workdir, start_step)
+
+  stream = batching.TrainStream(data['train'], config.batch_size, d_data, config.tgt_len,
+                                config.seed)
+  train_step = make_train_step(model, optimizer, config)
+  schedule = learning_rate_schedule(config)
+  evaluator = make_evaluator(config, model)
+  unit = evaluate.ll_unit(config.normalisation, d_data)
+
+  def put(a):
+    return parallel.put_batch(a, mesh)
+
+  def validate(step, params):
+    scores = evaluator(params, data['valid'], jax.random.fold_in(eval_rng, step))
+    log.write(step=step, valid_ll=scores['elbo'])
+    return scores['elbo']
+
+  compile_s, window_ms = 0.0, []
+  window_start, window_steps, sums = time.time(), 0, {}
+  bar = tqdm.tqdm(total=config.num_steps, initial=start_step, dynamic_ncols=True,
+                  disable=not config.progress_bar or jax.process_index() != 0)
+  for step in range(start_step, config.num_steps):
+    x, y = stream.batch(step)
+    if step == start_step:
+      t0 = time.time()
+      state, metrics = train_step(state, put(x), put(y), train_rng)
+      jax.block_until_ready(state)
+      compile_s = time.time() - t0
+      window_start = time.time()
+    else:
+      state, metrics = train_step(state, put(x), put(y), train_rng)
+      window_steps += 1
+    sums = jax.tree_util.tree_map(lambda a, b: a + b, sums, metrics) if sums else metrics
+    done = step + 1
+    bar.update(1)
+    if done % config.log_every == 0 or done == config.num_steps:
+      host = jax.device_get(sums)
+      if window_steps:
+        window_ms.append(1e3 * (time.time() - window_start) / window_steps)
+      n = float(host['elements']) / config.loss_elements  # loss units in the window
+      line = dict(step=done, train_loss=float(host['loss']) / float(host['steps']),
+                  train_ll=-float(host['nll']) / n,
+                  learning_rate=float(schedule(done - 1)))
+      if latent:
+        line.update(train_kl=float(host['kl']) / n, kl_weight=float(metrics['kl_weight']))
+      log.write(**line)
+      bar.set_postfix(loss=f'{line["train_loss"]:.3f}', ll=f'{line["train_ll"]:.3f}')
+      sums, window_start, window_steps = {}, time.time(), 0
+    if done % config.eval_every == 0 or done == config.num_steps:
+      valid_ll = validate(done, state.params)
+      if valid_ll > record['best_valid_ll']:
+        best_params = jax.tree_util.tree_map(jnp.copy, state.params)
+        record.update(best_valid_ll=valid_ll, best_step=done)
+      bar.write(f'step {done}: valid {unit} {valid_ll:.4f} '
+                f'(best {record["best_valid_ll"]:.4f} at {record["best_step"]})')
+      window_start = time.time()  # evaluation time is not step time
+    if done % config.checkpoint_every == 0 or done == config.num_steps:
+      ckpt.save(done, state, best_params, dict(record, data_epoch=stream.position(done)[0],
+                                              data_chunk=stream.position(done)[1]))
+  bar.close()
+  ckpt.wait()
+  ckpt.close()
+
+  results = dict(
+      dataset=config.dataset, model=config.model.name,
+      params=models.count_params(model, best_params), steps=config.num_steps,
+      best_step=record['best_step'], valid_ll=record['best_valid_ll'],
+      step_time_ms_median=statistics.median(window_ms) if window_ms else None,
+      compile_s=compile_s)
+  results.update(score_test(config, evaluator, best_params, data['test'], eval_rng))
+  results['wall_s'] = time.time() - wall_start
+  if jax.process_index() == 0:
+    _write_json(os.path.join(workdir, 'results.json'), results)
+  return results
