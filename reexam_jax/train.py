@@ -112,13 +112,14 @@ def make_evaluator(config, model) -> evaluate.Evaluator:
 def score_test(config, evaluator, params, seqs, eval_rng) -> Dict[str, Any]:
   """Test LL in the paper's units; latent models add the IWAE bound and the
   prior-sampled estimate with iwae_samples samples (test_ll is the ELBO, as the paper)."""
-  test = evaluator(params, seqs, jax.random.fold_in(eval_rng, -1))
+  test_rng, iwae_rng, prior_rng = jax.random.split(jax.random.fold_in(eval_rng, 2**31 - 1), 3)
+  test = evaluator(params, seqs, test_rng)
   out = dict(test_ll=test['elbo'], test_sequences=test['num_sequences'],
              ll_unit=evaluate.ll_unit(config.normalisation, config.model.d_data))
   if models.is_latent(config.model.name):
-    iwae = evaluator(params, seqs, jax.random.fold_in(eval_rng, -2),
+    iwae = evaluator(params, seqs, iwae_rng,
                      num_samples=config.iwae_samples)
-    prior = evaluator(params, seqs, jax.random.fold_in(eval_rng, -3),
+    prior = evaluator(params, seqs, prior_rng,
                       num_samples=config.iwae_samples, latent_source='prior')
     out.update(test_elbo=test['elbo'], test_iwae=iwae['bound'],
                test_prior_estimate=prior['bound'], iwae_samples=config.iwae_samples)

@@ -6,6 +6,7 @@ layouts). The real-audio test reads FSDD from the shared data directory
 """
 import os
 import random
+import sys
 
 import numpy as np
 import pytest
@@ -94,6 +95,12 @@ def test_list_entries_match_by_path_or_unique_name(tmp_path):
   (tmp_path / 'test.txt').write_text('p999_001.wav\n')
   with pytest.raises(FileNotFoundError, match="test.txt.*p999_001"):
     tfds_builders.split_from_lists(keys, tfds_builders.find_list_files(str(tmp_path)))
+  (tmp_path / 'test.txt').write_text('p225_001.wav\n')
+  with pytest.raises(ValueError, match='p225_001 is listed in both'):
+    tfds_builders.split_from_lists(keys, tfds_builders.find_list_files(str(tmp_path)))
+  (tmp_path / 'test.txt').unlink()
+  with pytest.raises(FileNotFoundError, match=r"none for \['test'\]"):
+    tfds_builders.find_list_files(str(tmp_path))
 
 
 # ------------------------------------------------------------------------------ TIMIT
@@ -177,11 +184,16 @@ def test_timit_feeds_batching(timit):
   assert scored == sum(x.size // 200 - 1 for x in data['test'])
 
 
+def test_no_tensorflow_imported(timit):
+  assert 'tensorflow' not in sys.modules
+
+
 def test_timit_is_reused_not_rebuilt(timit, timit_dir):
   data, _ = timit
   root, _ = timit_dir
   stamp = os.path.getmtime(os.path.join(data['path'], 'dataset_info.json'))
-  again = speech.load_speech('timit', data['data_dir'], manual_dir=root)
+  # The raw corpus is not needed any more.
+  again = speech.load_speech('timit', data['data_dir'], manual_dir=root + '_gone')
   assert os.path.getmtime(os.path.join(data['path'], 'dataset_info.json')) == stamp
   np.testing.assert_array_equal(again['test'][3], data['test'][3])
 
@@ -279,6 +291,12 @@ def test_blizzard_chapters_and_streaming(tmp_path):
   names = [f'CB-{book}-{ch:02d}' for book in ('EM', 'JE') for ch in range(1, 4)]
   for i, name in enumerate(names):  # one chapter at 22.05 kHz, the rest at 16 kHz
     write_wav(root / f'{name}.wav', rng, 4000 + 500 * i, 22050 if i == 0 else 16000)
+  # An mp3 chapter (decoded by libsndfile >= 1.1), and an unconverted mp3 beside its
+  # wav conversion (the wav is used; this mp3 is not even readable).
+  x, _ = soundfile.read(str(root / f'{names[1]}.wav'))
+  (root / f'{names[1]}.wav').unlink()
+  soundfile.write(str(root / f'{names[1]}.mp3'), x, 16000, format='MP3')
+  (root / f'{names[2]}.mp3').write_bytes(b'not an mp3')
   for split, chosen in [('train', names[:4]), ('valid', names[4:5]), ('test', names[5:])]:
     (root / f'{split}_file_list.txt').write_text(''.join(f'{n}.wav\n' for n in chosen))
   data_dir = str(tmp_path / 'prepared')
@@ -286,6 +304,8 @@ def test_blizzard_chapters_and_streaming(tmp_path):
   assert (len(data.train), len(data.valid), len(data.test)) == (4, 1, 1)
   assert data.sample_rate == 16000 and not data.sort_eval
   assert len(data.train[0]) == int(np.ceil(4000 * 16000 / 22050))  # resampled
+  mp3 = data.train[1] * data.std + data.mean
+  np.testing.assert_allclose(mp3[2000:3000], x[2000:3000], atol=0.05)
   groups = list(data.train.groups(3))
   assert [len(g) for g in groups] == [3, 1]
   for got, want in zip([x for g in groups for x in g], data.train):
@@ -314,6 +334,38 @@ def test_corrupt_file_names_it_and_leaves_no_dataset(tmp_path):
   data = speech.load_speech('wav_folder', str(data_dir), manual_dir=str(root),
                             valid_frac=0.2, test_frac=0.2)
   assert data['counts'] == {'train': 4, 'valid': 1, 'test': 1}
+
+
+def test_interrupted_build_leaves_no_dataset(tmp_path, monkeypatch):
+  rng = np.random.default_rng(6)
+  root = tmp_path / 'wavs'
+  for i in range(8):
+    write_wav(root / f'u{i}.wav', rng, 800, 8000)
+  read, calls = tfds_builders.read_audio, []
+
+  def interrupted_read(path):
+    calls.append(path)
+    if len(calls) == 4:
+      raise KeyboardInterrupt
+    return read(path)
+
+  monkeypatch.setattr(tfds_builders, 'read_audio', interrupted_read)
+  data_dir = tmp_path / 'prepared'
+  with pytest.raises(KeyboardInterrupt):
+    speech.load_speech('wav_folder', str(data_dir), manual_dir=str(root), valid_frac=0.25,
+                       test_frac=0.25)
+  assert len(calls) == 4
+  assert not any(data_dir.rglob('*'))
+
+
+def test_config_names_separate_variants():
+  timit = tfds_builders.Timit.make_config('/x')
+  assert timit.name == 'seed1234' and timit.unbiased_std and timit.sample_rate == 16000
+  assert tfds_builders.Timit.make_config('/x', split_seed=7).name == 'seed7'
+  other = tfds_builders.Timit.make_config('/x', valid_frac=0.1).name
+  assert other.startswith('seed1234_') and other != timit.name
+  folders = {tfds_builders.WavFolder.make_config(d).name for d in ('/a/wavs', '/b/wavs')}
+  assert len(folders) == 2 and all(n.startswith('wavs_') for n in folders)
 
 
 def test_mixed_sample_rates_need_a_target_rate(tmp_path):

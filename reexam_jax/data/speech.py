@@ -38,36 +38,32 @@ def speech_builder(dataset: str, data_dir: str, *, manual_dir: Optional[str] = N
   cls = BUILDERS[dataset]
   manual_dir = os.path.abspath(manual_dir or data_dir)
   config = cls.make_config(manual_dir, split_seed=split_seed, **options)
-  builder = cls(data_dir=data_dir, config=config, file_format='array_record')
+  builder = cls(data_dir=data_dir, config=config)
   if not builder.is_prepared():
     cls.check_source(manual_dir)
-    _prepare(builder, manual_dir)
+    _prepare(builder, data_dir, manual_dir)
   return builder
 
 
-def _prepare(builder: SpeechBuilder, manual_dir: str) -> None:
+def _prepare(builder: SpeechBuilder, data_dir: str, manual_dir: str) -> None:
   """download_and_prepare into TFDS's incomplete.* directory (renamed when complete);
-  on failure also remove the empty directories the attempt created."""
-  dataset_dir = os.path.join(os.fspath(builder.data_dir_root), builder.name)
-  existed = os.path.isdir(dataset_dir)
+  on failure also remove the empty directories the attempt left under data_dir."""
   try:
     with tempfile.TemporaryDirectory() as download_dir:
       builder.download_and_prepare(
-          download_dir=download_dir,
+          download_dir=download_dir, file_format='array_record',
           download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   except BaseException:
-    if not existed:
-      _remove_empty_dirs(dataset_dir)
+    _remove_empty_dirs(os.fspath(builder.data_path.parent), data_dir)
     raise
 
 
-def _remove_empty_dirs(path: str) -> None:
-  """Delete path and its sub-directories bottom-up, as long as they are empty."""
-  if not os.path.isdir(path):
-    return
-  for dirpath, _, _ in sorted(os.walk(path), key=lambda w: -len(w[0])):
-    if not os.listdir(dirpath):
-      os.rmdir(dirpath)
+def _remove_empty_dirs(path: str, top: str) -> None:
+  """Remove path, then its parents below top, for as long as they are empty."""
+  path, top = os.path.abspath(path), os.path.abspath(top)
+  while path.startswith(top + os.sep) and os.path.isdir(path) and not os.listdir(path):
+    os.rmdir(path)
+    path = os.path.dirname(path)
 
 
 @dataclasses.dataclass
@@ -89,7 +85,9 @@ class SpeechSplit(collections.abc.Sequence):
   def __getitem__(self, index):
     if isinstance(index, slice):
       return [self[i] for i in range(*index.indices(len(self)))]
-    return self._transform(self.source[index]['audio'])
+    if not -len(self) <= index < len(self):
+      raise IndexError(f'utterance {index} of {len(self)}')
+    return self._transform(self.source[index % len(self)]['audio'])
 
   def _transform(self, audio: np.ndarray) -> np.ndarray:
     x = transforms.normalise(audio, self.mean, self.std)
