@@ -6,6 +6,7 @@ hyperparameters are the authors' README flags (spec §9.2-9.3) on top of the dom
 defaults (spec §7). `arg` is a comma-separated list of `key=value` overrides of model
 fields, e.g. `configs/timit_delta_rnn_interleave.py:chk_len=4`.
 """
+import ast
 import os
 from typing import Optional
 
@@ -115,19 +116,17 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
 
 
 def _parse_arg(arg: Optional[str]) -> dict:
-  """'a=1,b=x' -> {'a': 1, 'b': 'x'} (ints and floats converted)."""
+  """'a=1,b=x,c=False' -> {'a': 1, 'b': 'x', 'c': False} (Python literals, else strings)."""
   out = {}
   for item in filter(None, (arg or '').split(',')):
     if '=' not in item:
       raise ValueError(f'config argument {item!r} must look like key=value')
-    key, value = item.split('=', 1)
-    for cast in (int, float):
-      try:
-        value = cast(value)
-        break
-      except ValueError:
-        pass
-    out[key.strip()] = value
+    key, value = (part.strip() for part in item.split('=', 1))
+    try:
+      value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      pass  # a plain string, e.g. a path
+    out[key] = value
   return out
 
 

@@ -68,7 +68,7 @@ def make_train_step(model, optimizer, config):
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x, y, w, rng)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics.update(grad_norm=optax.global_norm(grads), kl_weight=w, steps=jnp.float32(1))
+    metrics.update(grad_norm=optax.tree.norm(grads), kl_weight=w, steps=jnp.float32(1))
     return TrainState(state.step + 1, params, opt_state), metrics
 
   return jax.jit(train_step, donate_argnums=(0,))
