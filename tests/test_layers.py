@@ -12,8 +12,24 @@ from scipy import special, stats
 from reexam_jax import layers
 
 
+def _init(module, key, *args, **kwargs):
+  """module.init under jax.jit (one compilation instead of many eager dispatches)."""
+  return jax.jit(lambda k, a: module.init(k, *a, **kwargs))(key, args)
+
+
+def _apply(module, variables, *args, **kwargs):
+  """module.apply under jax.jit; keyword arguments other than rngs are static."""
+  rngs = kwargs.pop('rngs', None)
+  return jax.jit(lambda v, a, r: module.apply(v, *a, rngs=r, **kwargs))(variables, args, rngs)
+
+
+def _shapes(module, *args, **kwargs):
+  """The parameter tree's shapes and dtypes, without running the initialisers."""
+  return jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), *args, **kwargs))['params']
+
+
 def _count(params):
-  return sum(int(np.size(p)) for p in jax.tree_util.tree_leaves(params))
+  return sum(math.prod(p.shape) for p in jax.tree_util.tree_leaves(params))
 
 
 def _np(tree):
@@ -81,8 +97,7 @@ def test_lstm_recurrence_matches_numpy():
   np.testing.assert_array_equal(hs[-1], h_t)
 
 
-@pytest.mark.parametrize('orthogonal_hh', [True, False])
-@pytest.mark.parametrize('with_state', [False, True])
+@pytest.mark.parametrize('orthogonal_hh,with_state', [(True, False), (False, True)])
 def test_lstm_layer_matches_numpy(orthogonal_hh, with_state):
   rng = np.random.default_rng(1)
   t, b, i, h = 7, 2, 3, 6
@@ -91,9 +106,8 @@ def test_lstm_layer_matches_numpy(orthogonal_hh, with_state):
   if with_state:
     state = tuple(jnp.asarray(rng.standard_normal((b, h)), jnp.float32) for _ in range(2))
   module = layers.LSTMLayer(h, orthogonal_hh=orthogonal_hh)
-  params = module.init(jax.random.PRNGKey(0), xs, state)['params']
-  params = _randomise(params, 2)
-  hs, (h_t, c_t) = module.apply({'params': params}, xs, state)
+  params = _randomise(_shapes(module, xs, state), 2)
+  hs, (h_t, c_t) = _apply(module, {'params': params}, xs, state)
   ref_hs, (ref_h, ref_c) = _np_lstm_layer(
       xs, *_layer_args(_np(params)), *(state if state is not None else (None, None)))
   assert hs.shape == (t, b, h)
@@ -102,11 +116,127 @@ def test_lstm_layer_matches_numpy(orthogonal_hh, with_state):
   np.testing.assert_allclose(c_t, ref_c, atol=2e-5)
 
 
+def _np_lstm_loss(args, weights):
+  """float64 scalar loss of one layer: <hs, R> + <h_T, r_h> + <c_T, r_c>."""
+  xs, w_ih, w_hh, b_ih, b_hh, h0, c0 = args
+  hs, (h, c) = _np_lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, h0, c0)
+  r, r_h, r_c = weights
+  return (hs * r).sum() + (h * r_h).sum() + (c * r_c).sum()
+
+
+def _fd_grads(fun, args, eps=1e-6):
+  """Central finite differences of a float64 numpy function, for every input entry."""
+  grads = []
+  for k, a in enumerate(args):
+    g = np.zeros_like(a)
+    for idx in np.ndindex(a.shape):
+      plus = [np.array(b, copy=True) for b in args]
+      minus = [np.array(b, copy=True) for b in args]
+      plus[k][idx] += eps
+      minus[k][idx] -= eps
+      g[idx] = (fun(plus) - fun(minus)) / (2 * eps)
+    grads.append(g)
+  return grads
+
+
+def _random_lstm_args(rng, t, b, i, h):
+  """(xs, w_ih, w_hh, b_ih, b_hh, h0, c0) as float32-representable float64 arrays."""
+  shapes = [(t, b, i), (4 * h, i), (4 * h, h), (4 * h,), (4 * h,), (b, h), (b, h)]
+  return [rng.standard_normal(s).astype(np.float32).astype(np.float64) for s in shapes]
+
+
+@pytest.mark.parametrize('unroll', [1, 3])
+def test_lstm_layer_gradients_match_finite_differences(unroll):
+  """The custom VJP of lstm_layer / LSTMLayer against float64 central differences of the
+  numpy reference, for every input: xs, both weights, both biases, h0, c0, with
+  cotangents on all outputs (hs and the final h, c)."""
+  rng = np.random.default_rng(40)
+  t, b, i, h = 5, 2, 3, 2
+  args = _random_lstm_args(rng, t, b, i, h)
+  weights = [rng.standard_normal(s) for s in ((t, b, h), (b, h), (b, h))]
+  ref = _fd_grads(lambda a: _np_lstm_loss(a, weights), args)
+  w32 = [jnp.asarray(w, jnp.float32) for w in weights]
+
+  def loss(xs, w_ih, w_hh, b_ih, b_hh, h0, c0):
+    hs, (h_t, c_t) = layers.lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, h0, c0, unroll=unroll)
+    return (hs * w32[0]).sum() + (h_t * w32[1]).sum() + (c_t * w32[2]).sum()
+
+  a32 = [jnp.asarray(a, jnp.float32) for a in args]
+  np.testing.assert_allclose(loss(*a32), _np_lstm_loss(args, weights), rtol=1e-5)
+  got = jax.jit(jax.grad(loss, argnums=tuple(range(7))))(*a32)
+  names = ('xs', 'w_ih', 'w_hh', 'b_ih', 'b_hh', 'h0', 'c0')
+  for name, g, r in zip(names, got, ref):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg=name)
+
+  # The same gradients through the Flax module (parameters and input).
+  module = layers.LSTMLayer(h, unroll=unroll)
+  params = {'w_ih': a32[1], 'w_hh': a32[2], 'b_ih': a32[3], 'b_hh': a32[4]}
+
+  def module_loss(params, xs, h0, c0):
+    hs, (h_t, c_t) = module.apply({'params': params}, xs, (h0, c0))
+    return (hs * w32[0]).sum() + (h_t * w32[1]).sum() + (c_t * w32[2]).sum()
+
+  g_params, g_xs, g_h0, g_c0 = jax.jit(jax.grad(module_loss, argnums=(0, 1, 2, 3)))(
+      params, a32[0], a32[5], a32[6])
+  for name, g, r in [('xs', g_xs, ref[0]), ('h0', g_h0, ref[5]), ('c0', g_c0, ref[6])] + [
+      (n, g_params[n], ref[k]) for k, n in enumerate(names) if n in params]:
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_lstm_recurrence_gradients_match_finite_differences():
+  rng = np.random.default_rng(41)
+  t, b, h = 6, 3, 2
+  gates_x, w_hh = rng.standard_normal((t, b, 4 * h)), rng.standard_normal((4 * h, h))
+  h0, c0 = rng.standard_normal((b, h)), rng.standard_normal((b, h))
+  args = [a.astype(np.float32).astype(np.float64) for a in (gates_x, w_hh, h0, c0)]
+  weights = [rng.standard_normal(s) for s in ((t, b, h), (b, h), (b, h))]
+  ref = _fd_grads(lambda a: _np_recurrence_loss(a, weights), args)
+  w32 = [jnp.asarray(w, jnp.float32) for w in weights]
+
+  def loss(gx, whh, hh, cc):
+    hs, (h_t, c_t) = layers.lstm_recurrence(gx, whh, hh, cc)
+    return (hs * w32[0]).sum() + (h_t * w32[1]).sum() + (c_t * w32[2]).sum()
+
+  got = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)))(*[jnp.asarray(a, jnp.float32)
+                                                        for a in args])
+  for name, g, r in zip(('gates_x', 'w_hh', 'h0', 'c0'), got, ref):
+    np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def _np_recurrence_loss(args, weights):
+  """Loss of the recurrence alone: gates_x replaces x W_ih^T + b_ih + b_hh."""
+  gates_x, w_hh, h, c = args
+  hs = []
+  for gx in gates_x:
+    gi, gf, gg, go = np.split(gx + h @ w_hh.T, 4, axis=-1)
+    c = special.expit(gf) * c + special.expit(gi) * np.tanh(gg)
+    h = special.expit(go) * np.tanh(c)
+    hs.append(h)
+  r, r_h, r_c = weights
+  return (np.stack(hs) * r).sum() + (h * r_h).sum() + (c * r_c).sum()
+
+
+def test_lstm_layer_extra_batch_dims():
+  """xs [T, B1, B2, I] (e.g. the hier models' T x B x D sequences) = the flattened batch."""
+  rng = np.random.default_rng(42)
+  t, b1, b2, i, h = 4, 2, 3, 3, 4
+  args = _random_lstm_args(rng, t, b1 * b2, i, h)
+  xs, w_ih, w_hh, b_ih, b_hh, h0, c0 = [jnp.asarray(a, jnp.float32) for a in args]
+  hs, (h_t, c_t) = jax.jit(layers.lstm_layer)(
+      xs.reshape(t, b1, b2, i), w_ih, w_hh, b_ih, b_hh, h0.reshape(b1, b2, h),
+      c0.reshape(b1, b2, h))
+  assert hs.shape == (t, b1, b2, h) and h_t.shape == c_t.shape == (b1, b2, h)
+  ref_hs, (ref_h, ref_c) = _np_lstm_layer(*args)
+  np.testing.assert_allclose(hs.reshape(t, b1 * b2, h), ref_hs, atol=2e-5)
+  np.testing.assert_allclose(h_t.reshape(b1 * b2, h), ref_h, atol=2e-5)
+  np.testing.assert_allclose(c_t.reshape(b1 * b2, h), ref_c, atol=2e-5)
+
+
 @pytest.mark.parametrize('i,h', [(1, 1), (3, 5), (512, 256), (128, 128)])
 def test_lstm_layer_param_shapes_and_count(i, h):
   """4H(I+H) + 8H parameters, stored in PyTorch's layout (spec §1.1)."""
   xs = jnp.zeros((2, 1, i))
-  params = jax.eval_shape(lambda: layers.LSTMLayer(h).init(jax.random.PRNGKey(0), xs))['params']
+  params = _shapes(layers.LSTMLayer(h), xs)
   assert {k: v.shape for k, v in params.items()} == {
       'w_ih': (4 * h, i), 'w_hh': (4 * h, h), 'b_ih': (4 * h,), 'b_hh': (4 * h,)}
   assert _count(params) == 4 * h * (i + h) + 8 * h
@@ -115,8 +245,7 @@ def test_lstm_layer_param_shapes_and_count(i, h):
 @pytest.mark.parametrize('num_layers', [1, 3])
 def test_lstm_stack_param_count(num_layers):
   i, h = 7, 4
-  params = layers.LSTM(h, num_layers).init(jax.random.PRNGKey(0), jnp.zeros((2, 1, i)),
-                                           deterministic=True)['params']
+  params = _shapes(layers.LSTM(h, num_layers), jnp.zeros((2, 1, i)), deterministic=True)
   assert sorted(params) == [f'layer_{l}' for l in range(num_layers)]
   expected = 4 * h * (i + h) + 8 * h + (num_layers - 1) * (4 * h * (h + h) + 8 * h)
   assert _count(params) == expected
@@ -125,7 +254,7 @@ def test_lstm_stack_param_count(num_layers):
 def test_lstm_layer_orthogonal_hh():
   """W_hh [4H, H] has orthonormal columns (W^T W = I); everything else U(±1/sqrt(H))."""
   h = 32
-  params = layers.LSTMLayer(h).init(jax.random.PRNGKey(3), jnp.zeros((2, 1, 10)))['params']
+  params = _init(layers.LSTMLayer(h), jax.random.PRNGKey(3), jnp.zeros((2, 1, 10)))['params']
   w = np.asarray(params['w_hh'], np.float64)
   np.testing.assert_allclose(w.T @ w, np.eye(h), atol=1e-5)
   # Not a trivially orthogonal matrix (e.g. a slice of the identity).
@@ -138,7 +267,7 @@ def test_lstm_layer_orthogonal_hh():
 def test_lstm_layer_uniform_init():
   """Without orthogonal_hh every tensor is U(-1/sqrt(H), 1/sqrt(H))."""
   h, i = 64, 40
-  params = layers.LSTMLayer(h, orthogonal_hh=False).init(
+  params = _init(layers.LSTMLayer(h, orthogonal_hh=False),
       jax.random.PRNGKey(4), jnp.zeros((2, 1, i)))['params']
   bound = 1 / math.sqrt(h)
   for name, p in params.items():
@@ -154,7 +283,7 @@ def test_lstm_layer_uniform_init():
 def test_lstm_layer_orthogonal_differs_from_uniform():
   h = 16
   xs = jnp.zeros((2, 1, 3))
-  w = np.asarray(layers.LSTMLayer(h, orthogonal_hh=False).init(
+  w = np.asarray(_init(layers.LSTMLayer(h, orthogonal_hh=False),
       jax.random.PRNGKey(5), xs)['params']['w_hh'], np.float64)
   assert not np.allclose(w.T @ w, np.eye(h), atol=1e-2)
 
@@ -163,20 +292,20 @@ def _stack_params_np(params, num_layers):
   return [_layer_args(_np(params[f'layer_{l}'])) for l in range(num_layers)]
 
 
-@pytest.mark.parametrize('num_layers', [1, 2, 3])
+@pytest.mark.parametrize('num_layers', [1, 3])
 def test_lstm_stack_matches_numpy_deterministic(num_layers):
   rng = np.random.default_rng(6)
   xs = rng.standard_normal((6, 3, 4)).astype(np.float32)
   module = layers.LSTM(5, num_layers, dropout=0.5)
-  params = _randomise(module.init(jax.random.PRNGKey(0), xs, deterministic=True)['params'], 7)
-  got = module.apply({'params': params}, xs, deterministic=True)
+  params = _randomise(_shapes(module, xs, deterministic=True), 7)
+  got = _apply(module, {'params': params}, xs, deterministic=True)
   ref = xs
   for args in _stack_params_np(params, num_layers):
     ref, _ = _np_lstm_layer(ref, *args)
   np.testing.assert_allclose(got, ref, atol=3e-5)
   # Deterministic with dropout 0.5 is the same as dropout 0.
-  same = layers.LSTM(5, num_layers, dropout=0.0).apply({'params': params}, xs,
-                                                     deterministic=True)
+  same = _apply(layers.LSTM(5, num_layers, dropout=0.0), {'params': params}, xs,
+               deterministic=True)
   np.testing.assert_allclose(got, same, atol=1e-6)
 
 
@@ -185,21 +314,21 @@ def test_lstm_stack_initial_states_respected():
   b, h, num_layers = 3, 5, 2
   xs = rng.standard_normal((4, b, 2)).astype(np.float32)
   module = layers.LSTM(h, num_layers)
-  params = _randomise(module.init(jax.random.PRNGKey(0), xs, deterministic=True)['params'], 9)
+  params = _randomise(_shapes(module, xs, deterministic=True), 9)
   states = [tuple(rng.standard_normal((b, h)).astype(np.float32) for _ in range(2))
             for _ in range(num_layers)]
-  got = module.apply({'params': params}, xs, deterministic=True,
+  got = _apply(module, {'params': params}, xs, deterministic=True,
                      initial_states=[tuple(map(jnp.asarray, s)) for s in states])
   ref = xs
   for args, (h0, c0) in zip(_stack_params_np(params, num_layers), states):
     ref, _ = _np_lstm_layer(ref, *args, h0, c0)
   np.testing.assert_allclose(got, ref, atol=3e-5)
-  zero = module.apply({'params': params}, xs, deterministic=True)
+  zero = _apply(module, {'params': params}, xs, deterministic=True)
   assert not np.allclose(got, zero, atol=1e-3)
   # Zero initial states are the default.
   zeros = [(jnp.zeros((b, h)), jnp.zeros((b, h)))] * num_layers
   np.testing.assert_allclose(
-      module.apply({'params': params}, xs, deterministic=True, initial_states=zeros), zero,
+      _apply(module, {'params': params}, xs, deterministic=True, initial_states=zeros), zero,
       atol=1e-6)
 
 
@@ -211,9 +340,9 @@ def test_lstm_stack_dropout_only_between_layers():
   p_drop, h, num_layers = 0.5, 8, 3
   xs = rng.standard_normal((5, 4, 3)).astype(np.float32)
   module = layers.LSTM(h, num_layers, dropout=p_drop)
-  params = _randomise(module.init(jax.random.PRNGKey(0), xs, deterministic=True)['params'], 11)
-  det = module.apply({'params': params}, xs, deterministic=True)
-  out, state = module.apply({'params': params}, xs, deterministic=False,
+  params = _randomise(_shapes(module, xs, deterministic=True), 11)
+  det = _apply(module, {'params': params}, xs, deterministic=True)
+  out, state = _apply(module, {'params': params}, xs, deterministic=False,
                             rngs={'dropout': jax.random.PRNGKey(1)},
                             capture_intermediates=True, mutable=['intermediates'])
   inter = state['intermediates']
@@ -244,22 +373,21 @@ def test_lstm_stack_dropout_only_between_layers():
 def test_lstm_single_layer_has_no_dropout():
   xs = np.random.default_rng(12).standard_normal((5, 4, 3)).astype(np.float32)
   module = layers.LSTM(6, 1, dropout=0.9)
-  params = module.init(jax.random.PRNGKey(0), xs, deterministic=True)['params']
-  det = module.apply({'params': params}, xs, deterministic=True)
-  stoch = module.apply({'params': params}, xs, deterministic=False,
+  params = _randomise(_shapes(module, xs, deterministic=True), 12)
+  det = _apply(module, {'params': params}, xs, deterministic=True)
+  stoch = _apply(module, {'params': params}, xs, deterministic=False,
                        rngs={'dropout': jax.random.PRNGKey(3)})
   np.testing.assert_array_equal(det, stoch)
 
 
-@pytest.mark.parametrize('num_layers', [1, 2])
-@pytest.mark.parametrize('with_state', [False, True])
+@pytest.mark.parametrize('num_layers,with_state', [(1, False), (2, True)])
 def test_lstm_matches_torch(num_layers, with_state):
   torch = pytest.importorskip('torch')
   rng = np.random.default_rng(13)
   t, b, i, h = 8, 3, 5, 7
   xs = rng.standard_normal((t, b, i)).astype(np.float32)
   module = layers.LSTM(h, num_layers)
-  params = module.init(jax.random.PRNGKey(14), xs, deterministic=True)['params']
+  params = _init(module, jax.random.PRNGKey(14), xs, deterministic=True)['params']
   params = flax.core.unfreeze(params)
   # Keep the init's orthogonal W_hh, but make the (small) biases larger.
   for l in range(num_layers):
@@ -269,7 +397,7 @@ def test_lstm_matches_torch(num_layers, with_state):
   if with_state:
     states = [tuple(rng.standard_normal((b, h)).astype(np.float32) for _ in range(2))
               for _ in range(num_layers)]
-  got = module.apply({'params': params}, xs, deterministic=True,
+  got = _apply(module, {'params': params}, xs, deterministic=True,
                      initial_states=None if states is None else
                      [tuple(map(jnp.asarray, s)) for s in states])
   ref_lstm = torch.nn.LSTM(i, h, num_layers=num_layers)
@@ -293,12 +421,12 @@ def test_lstm_matches_torch(num_layers, with_state):
 # ----------------------------------------------------------------------------------------
 # Dense layers and initialisers.
 # ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize('fan_in,features', [(1, 3), (16, 300), (200, 64)])
+@pytest.mark.parametrize('fan_in,features', [(1, 300), (200, 64)])
 def test_torch_dense(fan_in, features):
   rng = np.random.default_rng(15)
   x = rng.standard_normal((5, 2, fan_in)).astype(np.float32)
   module = layers.TorchDense(features)
-  params = module.init(jax.random.PRNGKey(16), x)['params']
+  params = _init(module, jax.random.PRNGKey(16), x)['params']
   assert params['kernel'].shape == (fan_in, features)
   assert params['bias'].shape == (features,)
   bound = 1 / math.sqrt(fan_in)
@@ -306,13 +434,13 @@ def test_torch_dense(fan_in, features):
     a = np.abs(np.asarray(params[name]))
     assert a.max() <= bound
     assert a.max() > 0.8 * bound
-  got = module.apply({'params': params}, x)
+  got = _apply(module, {'params': params}, x)
   p = _np(params)
   np.testing.assert_allclose(got, x @ p['kernel'] + p['bias'], rtol=1e-5, atol=1e-5)
   no_bias = layers.TorchDense(features, use_bias=False)
-  params_nb = no_bias.init(jax.random.PRNGKey(16), x)['params']
+  params_nb = _init(no_bias, jax.random.PRNGKey(16), x)['params']
   assert list(params_nb) == ['kernel']
-  np.testing.assert_allclose(no_bias.apply({'params': params_nb}, x),
+  np.testing.assert_allclose(_apply(no_bias, {'params': params_nb}, x),
                              x @ np.asarray(params_nb['kernel'], np.float64), rtol=1e-5, atol=1e-5)
 
 
@@ -379,7 +507,7 @@ def test_gmm_head_matches_numpy(per_element, k):
   inp = rng.standard_normal(inp_shape).astype(np.float32)
   y = rng.standard_normal((t, b, d)).astype(np.float32)
   module = layers.GMMHead(d, k, per_element=per_element)
-  params = module.init(jax.random.PRNGKey(20), inp, y)['params']
+  params = _init(module, jax.random.PRNGKey(20), inp, y)['params']
   # Stored as [d_inp, D, K] / [D, K] (spec §1.3); 3(d_inp D K + D K) parameters.
   names = [f'{n}_{s}' for n in ('mean', 'log_std', 'logits') for s in ('kernel', 'bias')]
   assert sorted(params) == sorted(names)
@@ -390,7 +518,7 @@ def test_gmm_head_matches_numpy(per_element, k):
     assert np.abs(params[f'{n}_kernel']).max() <= 1 / math.sqrt(d * k)
   assert _count(params) == 3 * (d_inp * d * k + d * k)
   params = _randomise(params, 21, scale=0.3)
-  got = module.apply({'params': params}, inp, y)
+  got = _apply(module, {'params': params}, inp, y)
   assert got.shape == (t, b, d)
   p = _np(params)
   x64 = inp.astype(np.float64)
@@ -415,14 +543,14 @@ def test_bernoulli_head_matches_numpy(per_element):
   inp = rng.standard_normal(inp_shape).astype(np.float32)
   y = (rng.random((t, b, d)) < 0.5).astype(np.float32)
   module = layers.BernoulliHead(d, per_element=per_element)
-  params = module.init(jax.random.PRNGKey(23), inp, y)['params']
+  params = _init(module, jax.random.PRNGKey(23), inp, y)['params']
   assert params['kernel'].shape == (d, d_inp)
   assert params['bias'].shape == (d,)
   np.testing.assert_array_equal(params['bias'], 0.0)
   assert np.abs(params['kernel']).max() <= 1 / math.sqrt(d_inp)
   assert _count(params) == d * d_inp + d
   params = _randomise(params, 24, scale=1.0)
-  got = module.apply({'params': params}, inp, y)
+  got = _apply(module, {'params': params}, inp, y)
   assert got.shape == (t, b, d)
   p = _np(params)
   x64 = inp.astype(np.float64)
@@ -451,15 +579,15 @@ def test_mlp_without_hidden_is_one_linear_layer():
   rng = np.random.default_rng(25)
   x = rng.standard_normal((4, 3, 10)).astype(np.float32)
   module = layers.MLP((), 6, dropout=0.5)
-  params = module.init(jax.random.PRNGKey(26), x, deterministic=True)['params']
+  params = _init(module, jax.random.PRNGKey(26), x, deterministic=True)['params']
   leaves = jax.tree_util.tree_leaves(params)
   assert len(leaves) == 2 and _count(params) == 10 * 6 + 6
   (dense,) = params.values()
-  got = module.apply({'params': params}, x, deterministic=True)
+  got = _apply(module, {'params': params}, x, deterministic=True)
   p = _np(dense)
   np.testing.assert_allclose(got, x @ p['kernel'] + p['bias'], rtol=1e-5, atol=1e-5)
   # With dropout active, the dropout acts on the input (zeroed inputs, 2x scaling).
-  out = module.apply({'params': params}, x, deterministic=False,
+  out = _apply(module, {'params': params}, x, deterministic=False,
                      rngs={'dropout': jax.random.PRNGKey(0)})
   assert not np.allclose(out, got, atol=1e-3)
 
@@ -468,9 +596,8 @@ def test_mlp_with_hidden_matches_numpy():
   rng = np.random.default_rng(27)
   x = rng.standard_normal((4, 3, 10)).astype(np.float32) * 3
   module = layers.MLP((7,), 6)
-  params = module.init(jax.random.PRNGKey(28), x, deterministic=True)['params']
-  params = _randomise(params, 29, scale=1.0)  # large enough to reach the LReLU clamp
-  got = module.apply({'params': params}, x, deterministic=True)
+  params = _randomise(_shapes(module, x, deterministic=True), 29, scale=1.0)  # large enough to reach the LReLU clamp
+  got = _apply(module, {'params': params}, x, deterministic=True)
   d0, d1 = (_np(params[k]) for k in sorted(params))
   assert d0['kernel'].shape == (10, 7) and d1['kernel'].shape == (7, 6)
   hid = x @ d0['kernel'] + d0['bias']
@@ -483,13 +610,13 @@ def test_input_embedding_is_dense_then_dropout():
   rng = np.random.default_rng(30)
   x = rng.standard_normal((3, 2, 4)).astype(np.float32)
   module = layers.InputEmbedding(8, dropout=0.5)
-  params = module.init(jax.random.PRNGKey(31), x, deterministic=True)['params']
+  params = _init(module, jax.random.PRNGKey(31), x, deterministic=True)['params']
   (dense,) = params.values()
   p = _np(dense)
   lin = x @ p['kernel'] + p['bias']
-  np.testing.assert_allclose(module.apply({'params': params}, x, deterministic=True), lin,
+  np.testing.assert_allclose(_apply(module, {'params': params}, x, deterministic=True), lin,
                              rtol=1e-5, atol=1e-5)
-  out = np.asarray(module.apply({'params': params}, x, deterministic=False,
+  out = np.asarray(_apply(module, {'params': params}, x, deterministic=False,
                                 rngs={'dropout': jax.random.PRNGKey(1)}), np.float64)
   kept = out != 0
   assert 0.2 < kept.mean() < 0.8

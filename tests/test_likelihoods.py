@@ -4,6 +4,7 @@ Inputs are drawn in float32 (the package's dtype); the references are evaluated 
 float64 on exactly those float32 values, so only the library's arithmetic is tested.
 """
 import math
+import types
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,15 @@ import pytest
 from scipy import special, stats
 
 from reexam_jax import likelihoods
+
+# The functions under test, jitted (one compilation per shape instead of eager dispatch).
+J = types.SimpleNamespace(**{name: jax.jit(getattr(likelihoods, name)) for name in (
+    'gmm_log_prob', 'normal_log_prob', 'bernoulli_log_prob', 'diag_gaussian_kl',
+    'diag_gaussian_log_prob')})
+
+
+def _jit_grad(fun, argnums=0):
+  return jax.jit(jax.grad(fun, argnums=argnums))
 
 
 def _f32(rng, shape, scale=1.0, loc=0.0):
@@ -42,7 +52,7 @@ def test_gmm_log_prob_matches_scipy(k):
   means = _f32(rng, shape + (k,), 1.5)
   log_stds = _f32(rng, shape + (k,), 0.7)
   logits = _f32(rng, shape + (k,), 2.0)
-  got = np.asarray(likelihoods.gmm_log_prob(y, means, log_stds, logits))
+  got = np.asarray(J.gmm_log_prob(y, means, log_stds, logits))
   assert got.shape == shape
   assert got.dtype == np.float32
   np.testing.assert_allclose(got, _ref_gmm(y, means, log_stds, logits), rtol=1e-5, atol=1e-5)
@@ -55,9 +65,9 @@ def test_gmm_log_prob_k1_ignores_logits():
   means, log_stds = _f32(rng, (10, 1)), _f32(rng, (10, 1), 0.5)
   ref = stats.norm.logpdf(y.astype(np.float64), means[:, 0], np.exp(log_stds[:, 0].astype(np.float64)))
   for logits in (np.zeros((10, 1), np.float32), _f32(rng, (10, 1), 30.0)):
-    got = likelihoods.gmm_log_prob(y, means, log_stds, logits)
+    got = J.gmm_log_prob(y, means, log_stds, logits)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
-  grad = jax.grad(lambda l: likelihoods.gmm_log_prob(y, means, log_stds, l).sum())(
+  grad = _jit_grad(lambda l: J.gmm_log_prob(y, means, log_stds, l).sum())(
       _f32(rng, (10, 1)))
   np.testing.assert_array_equal(grad, 0.0)
 
@@ -67,7 +77,7 @@ def test_gmm_log_prob_broadcasts_y_over_components():
   rng = np.random.default_rng(1)
   y = _f32(rng, (5,))
   mean, log_std = _f32(rng, (5, 1)), _f32(rng, (5, 1), 0.3)
-  got = likelihoods.gmm_log_prob(y, np.repeat(mean, 7, -1), np.repeat(log_std, 7, -1),
+  got = J.gmm_log_prob(y, np.repeat(mean, 7, -1), np.repeat(log_std, 7, -1),
                                  _f32(rng, (5, 7), 3.0))
   ref = stats.norm.logpdf(y.astype(np.float64), mean[:, 0], np.exp(log_std[:, 0].astype(np.float64)))
   np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
@@ -86,12 +96,12 @@ def test_gmm_log_prob_extreme_log_std(log_std):
   means[:, 1:] += _f32(rng, (8, k - 1), 0.2)
   log_stds = np.full((8, k), log_std, np.float32)
   logits = _f32(rng, (8, k))
-  got = np.asarray(likelihoods.gmm_log_prob(y, means, log_stds, logits))
+  got = np.asarray(J.gmm_log_prob(y, means, log_stds, logits))
   ref = _ref_gmm(y, means, log_stds, logits)
   assert np.all(np.isfinite(got))
   # Relative error of float32 squares of z ~ 1e7 is ~1e-7 * z^2.
   np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
-  grads = jax.grad(lambda *a: likelihoods.gmm_log_prob(*a).sum(), argnums=(0, 1, 2, 3))(
+  grads = _jit_grad(lambda *a: J.gmm_log_prob(*a).sum(), argnums=(0, 1, 2, 3))(
       jnp.asarray(y), jnp.asarray(means), jnp.asarray(log_stds), jnp.asarray(logits))
   assert _all_finite(grads)
 
@@ -113,7 +123,7 @@ def test_gmm_log_prob_one_dominating_component(dominant_is_close):
   logits[:, 7] = 200.0
   means[:, 7] = y + (0.5 if dominant_is_close else 40.0)
   log_stds[:, 7] = 0.0
-  got = np.asarray(likelihoods.gmm_log_prob(y, means, log_stds, logits))
+  got = np.asarray(J.gmm_log_prob(y, means, log_stds, logits))
   ref = _ref_gmm(y, means, log_stds, logits)
   assert np.all(np.isfinite(got))
   np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
@@ -122,7 +132,7 @@ def test_gmm_log_prob_one_dominating_component(dominant_is_close):
     np.testing.assert_allclose(got, ref_dominant, rtol=1e-5)
   else:
     assert np.all(got > -205.0) and np.all(got < -190.0)
-  grads = jax.grad(lambda *a: likelihoods.gmm_log_prob(*a).sum(), argnums=(0, 1, 2, 3))(
+  grads = _jit_grad(lambda *a: J.gmm_log_prob(*a).sum(), argnums=(0, 1, 2, 3))(
       jnp.asarray(y), jnp.asarray(means), jnp.asarray(log_stds), jnp.asarray(logits))
   assert _all_finite(grads)
   if dominant_is_close:
@@ -138,7 +148,7 @@ def test_gmm_log_prob_normalised():
   log_stds = _f32(rng, (5,), 0.3) - 0.5
   logits = _f32(rng, (5,))
   grid = np.linspace(-20, 20, 200001, dtype=np.float32)
-  dens = np.exp(np.asarray(likelihoods.gmm_log_prob(
+  dens = np.exp(np.asarray(J.gmm_log_prob(
       grid, np.broadcast_to(means, (grid.size, 5)), np.broadcast_to(log_stds, (grid.size, 5)),
       np.broadcast_to(logits, (grid.size, 5)))).astype(np.float64))
   np.testing.assert_allclose(np.trapezoid(dens, grid.astype(np.float64)), 1.0, atol=1e-4)
@@ -150,7 +160,7 @@ def test_normal_log_prob_matches_scipy(log_std):
   y, mean = _f32(rng, (50,), 3.0), _f32(rng, (50,), 3.0)
   # Keep some points within a few sigma even for tiny sigma.
   mean[:10] = y[:10] + (rng.standard_normal(10) * math.exp(log_std)).astype(np.float32)
-  got = np.asarray(likelihoods.normal_log_prob(y, mean, np.float32(log_std)))
+  got = np.asarray(J.normal_log_prob(y, mean, np.float32(log_std)))
   ref = stats.norm.logpdf(y.astype(np.float64), mean.astype(np.float64), math.exp(log_std))
   np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
 
@@ -164,7 +174,7 @@ def test_bernoulli_log_prob_matches_float64():
   y = (rng.random(200) < 0.5).astype(np.float32)
   p = special.expit(logits.astype(np.float64))
   ref = np.where(y == 1, np.log(p), np.log1p(-p))
-  got = np.asarray(likelihoods.bernoulli_log_prob(y, logits))
+  got = np.asarray(J.bernoulli_log_prob(y, logits))
   np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
   # Same as scipy's log_expit form: y log s(l) + (1 - y) log s(-l).
   ref2 = y * special.log_expit(logits.astype(np.float64)) + (1 - y) * special.log_expit(
@@ -179,7 +189,7 @@ def test_bernoulli_log_prob_soft_targets_are_bce_with_logits():
   y = rng.random(50).astype(np.float32)
   l64 = logits.astype(np.float64)
   ref = y * special.log_expit(l64) + (1 - y) * special.log_expit(-l64)
-  np.testing.assert_allclose(likelihoods.bernoulli_log_prob(y, logits), ref, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(J.bernoulli_log_prob(y, logits), ref, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize('logit,y,expected', [
@@ -188,10 +198,10 @@ def test_bernoulli_log_prob_soft_targets_are_bce_with_logits():
     (1000.0, 0.0, -1000.0), (-1000.0, 1.0, -1000.0),
 ])
 def test_bernoulli_log_prob_extreme_logits(logit, y, expected):
-  lp = likelihoods.bernoulli_log_prob(jnp.float32(y), jnp.float32(logit))
+  lp = J.bernoulli_log_prob(jnp.float32(y), jnp.float32(logit))
   assert np.isfinite(lp)
   np.testing.assert_allclose(lp, expected, rtol=1e-6, atol=1e-30)
-  g = jax.grad(likelihoods.bernoulli_log_prob, argnums=1)(jnp.float32(y), jnp.float32(logit))
+  g = _jit_grad(likelihoods.bernoulli_log_prob, argnums=1)(jnp.float32(y), jnp.float32(logit))
   assert np.isfinite(g)
   # d/dl log p = y - sigmoid(l).
   np.testing.assert_allclose(g, y - special.expit(logit), atol=1e-6)
@@ -223,7 +233,7 @@ def _random_kl_args(rng, shape, lv_scale=1.5):
 def test_diag_gaussian_kl_matches_closed_form_and_scipy_entropy():
   rng = np.random.default_rng(8)
   args = _random_kl_args(rng, (7, 3, 11))
-  got = np.asarray(likelihoods.diag_gaussian_kl(*args))
+  got = np.asarray(J.diag_gaussian_kl(*args))
   assert got.shape == (7, 3, 11)
   np.testing.assert_allclose(got, _kl_closed_form(*args), rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(got, _kl_entropy_form(*args), rtol=1e-5, atol=1e-5)
@@ -239,20 +249,20 @@ def test_diag_gaussian_kl_matches_monte_carlo():
   log_ratio = (stats.norm.logpdf(z, mu_q, np.exp(0.5 * lv_q))
                - stats.norm.logpdf(z, mu_p, np.exp(0.5 * lv_p)))
   est, se = log_ratio.mean(0), log_ratio.std(0) / math.sqrt(n)
-  got = np.asarray(likelihoods.diag_gaussian_kl(*args))
+  got = np.asarray(J.diag_gaussian_kl(*args))
   assert np.all(np.abs(got - est) < 5 * se + 1e-4), (got, est, se)
 
 
 def test_diag_gaussian_kl_is_zero_for_equal_and_is_asymmetric():
   rng = np.random.default_rng(10)
   mu, lv = _f32(rng, (20,)), _f32(rng, (20,))
-  np.testing.assert_allclose(likelihoods.diag_gaussian_kl(mu, lv, mu, lv), 0.0, atol=1e-6)
+  np.testing.assert_allclose(J.diag_gaussian_kl(mu, lv, mu, lv), 0.0, atol=1e-6)
   # Argument order is (q, p): KL(q||p) != KL(p||q) in general.
   mu2, lv2 = _f32(rng, (20,)), _f32(rng, (20,))
-  np.testing.assert_allclose(likelihoods.diag_gaussian_kl(mu, lv, mu2, lv2),
+  np.testing.assert_allclose(J.diag_gaussian_kl(mu, lv, mu2, lv2),
                              _kl_closed_form(mu, lv, mu2, lv2), rtol=1e-5, atol=1e-5)
-  assert not np.allclose(likelihoods.diag_gaussian_kl(mu, lv, mu2, lv2),
-                         likelihoods.diag_gaussian_kl(mu2, lv2, mu, lv), rtol=1e-2)
+  assert not np.allclose(J.diag_gaussian_kl(mu, lv, mu2, lv2),
+                         J.diag_gaussian_kl(mu2, lv2, mu, lv), rtol=1e-2)
 
 
 @pytest.mark.parametrize('lv_q,lv_p', [(-8.0, 8.0), (8.0, -8.0), (-15.0, 15.0), (15.0, -15.0)])
@@ -262,10 +272,10 @@ def test_diag_gaussian_kl_extremes(lv_q, lv_p):
   mu_q, mu_p = _f32(rng, (10,), 8.0), _f32(rng, (10,), 8.0)
   lv_q = np.full(10, lv_q, np.float32)
   lv_p = np.full(10, lv_p, np.float32)
-  got = np.asarray(likelihoods.diag_gaussian_kl(mu_q, lv_q, mu_p, lv_p))
+  got = np.asarray(J.diag_gaussian_kl(mu_q, lv_q, mu_p, lv_p))
   assert np.all(np.isfinite(got))
   np.testing.assert_allclose(got, _kl_closed_form(mu_q, lv_q, mu_p, lv_p), rtol=1e-5)
-  grads = jax.grad(lambda *a: likelihoods.diag_gaussian_kl(*a).sum(), argnums=(0, 1, 2, 3))(
+  grads = _jit_grad(lambda *a: J.diag_gaussian_kl(*a).sum(), argnums=(0, 1, 2, 3))(
       *(jnp.asarray(a) for a in (mu_q, lv_q, mu_p, lv_p)))
   assert _all_finite(grads)
   # d/d mu_q = (mu_q - mu_p) exp(-lv_p).
@@ -278,7 +288,7 @@ def test_diag_gaussian_log_prob_matches_scipy(lv_scale):
   """The second argument is a log *variance* (std = exp(logvar / 2))."""
   rng = np.random.default_rng(12)
   z, mu, lv = _f32(rng, (9, 13), 2.0), _f32(rng, (9, 13)), _f32(rng, (9, 13), lv_scale)
-  got = np.asarray(likelihoods.diag_gaussian_log_prob(z, mu, lv))
+  got = np.asarray(J.diag_gaussian_log_prob(z, mu, lv))
   ref = stats.norm.logpdf(z.astype(np.float64), mu, np.exp(0.5 * lv.astype(np.float64)))
   np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 
@@ -289,10 +299,10 @@ def test_diag_gaussian_log_prob_extreme_logvar_gradients(logvar):
   mu = _f32(rng, (10,))
   lv = np.full(10, logvar, np.float32)
   z = (mu + rng.standard_normal(10).astype(np.float32) * np.float32(math.exp(logvar / 2)))
-  got = np.asarray(likelihoods.diag_gaussian_log_prob(z, mu, lv))
+  got = np.asarray(J.diag_gaussian_log_prob(z, mu, lv))
   ref = stats.norm.logpdf(z.astype(np.float64), mu, math.exp(logvar / 2))
   assert np.all(np.isfinite(got))
   np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-3)
-  grads = jax.grad(lambda *a: likelihoods.diag_gaussian_log_prob(*a).sum(), argnums=(0, 1, 2))(
+  grads = _jit_grad(lambda *a: J.diag_gaussian_log_prob(*a).sum(), argnums=(0, 1, 2))(
       jnp.asarray(z), jnp.asarray(mu), jnp.asarray(lv))
   assert _all_finite(grads)
