@@ -4,6 +4,7 @@ PyTorch's initialisation, LReLU, and the output heads.
 Tensors are time-major: [T, B, ...]. Parameter shapes follow PyTorch's storage so that
 counts equal the reference's exactly (two LSTM biases, per-element heads).
 """
+import functools
 from typing import Optional, Sequence
 
 import flax.linen as nn
@@ -55,8 +56,98 @@ class TorchDense(nn.Module):
 # ----------------------------------------------------------------------------------------
 # LSTM.
 # ----------------------------------------------------------------------------------------
+def _split_gates(a):
+  """[..., 4H] -> four [..., H] arrays in PyTorch's gate order (i, f, g, o)."""
+  hid = a.shape[-1] // 4
+  return tuple(a[..., k * hid:(k + 1) * hid] for k in range(4))
+
+
+def _lstm_forward_scan(gx4, w_hh, h0, c0, unroll):
+  """The recurrence over per-gate inputs gx4 = 4 x [T, B, H]. Per-gate arrays keep the
+  step from slicing a [B, 4H] input, which made XLA:CPU's fused step kernels several
+  times slower (shared/perf-notes.md).
+
+  Returns final (h, c) and per-step (h, c, i, f, g, o), each [T, B, H], gates activated.
+  """
+  w_hh_t = w_hh.T  # [H, 4H]
+
+  def step(carry, gx):
+    h, c = carry
+    ri, rf, rg, ro = _split_gates(h @ w_hh_t)  # 4 x [B, H]
+    i = jax.nn.sigmoid(gx[0] + ri)
+    f = jax.nn.sigmoid(gx[1] + rf)
+    g = jnp.tanh(gx[2] + rg)
+    o = jax.nn.sigmoid(gx[3] + ro)
+    c = f * c + i * g
+    h = o * jnp.tanh(c)
+    return (h, c), (h, c, i, f, g, o)
+
+  return jax.lax.scan(step, (h0, c0), gx4, unroll=unroll)
+
+
+def _lstm_backward_scan(w_hh, h0, c0, per_step, dhs, dh_last, dc_last, unroll):
+  """Gradients of the recurrence from the forward's saved per-step values.
+
+  Everything that does not depend on the incoming state gradients is computed on whole
+  [T, B, H] arrays before the scan; the scan itself only propagates (dh, dc) and emits
+  the pre-activation gate gradients dgates [T, B, 4H].
+  Returns dgates, dh0, dc0 and h_prev [T, B, H] (the recurrent matmul's inputs).
+  """
+  hs, cs, i, f, g, o = per_step
+  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)  # [T, B, H]
+  c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
+  tanh_c = jnp.tanh(cs)
+  dc_from_dh = o * (1 - tanh_c * tanh_c)  # dc_t += dh_t * this
+  coef = (g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g),  # x dc_t -> di, df, dg
+          tanh_c * o * (1 - o))  # x dh_t -> do
+
+  def step(carry, xs):
+    dh, dc = carry  # from step t + 1
+    dh_out, a, ci, cf, cg, co, f_t = xs
+    dh = dh + dh_out
+    dc = dc + dh * a
+    dgates = jnp.concatenate([dc * ci, dc * cf, dc * cg, dh * co], axis=-1)  # [B, 4H]
+    return (dgates @ w_hh, dc * f_t), dgates
+
+  (dh0, dc0), dgates = jax.lax.scan(step, (dh_last, dc_last),
+                                    (dhs, dc_from_dh, *coef, f), reverse=True,
+                                    unroll=unroll)
+  return dgates, dh0, dc0, h_prev
+
+
+def _matmul_tb(a, b):
+  """sum over [T, B] of a^T b: [T, B, M], [T, B, N] -> [M, N] as one large matmul."""
+  return a.reshape(-1, a.shape[-1]).T @ b.reshape(-1, b.shape[-1])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def _recurrence(gates_x, w_hh, h0, c0, unroll):
+  (h, c), per_step = _lstm_forward_scan(_split_gates(gates_x), w_hh, h0, c0, unroll)
+  return per_step[0], (h, c)
+
+
+def _recurrence_fwd(gates_x, w_hh, h0, c0, unroll):
+  (h, c), per_step = _lstm_forward_scan(_split_gates(gates_x), w_hh, h0, c0, unroll)
+  return (per_step[0], (h, c)), (w_hh, h0, c0, per_step)
+
+
+def _recurrence_bwd(unroll, res, cts):
+  w_hh, h0, c0, per_step = res
+  dhs, (dh_last, dc_last) = cts
+  dgates, dh0, dc0, h_prev = _lstm_backward_scan(w_hh, h0, c0, per_step, dhs, dh_last,
+                                                 dc_last, unroll)
+  return dgates, _matmul_tb(dgates, h_prev), dh0, dc0
+
+
+_recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
+
+
 def lstm_recurrence(gates_x, w_hh, h0, c0, unroll: int = 1):
   """Runs the LSTM recurrence given the input part of the gates.
+
+  Reverse-mode differentiable through a custom VJP (forward-mode is not supported): the
+  backward scan only carries the state gradients, and dW_hh is one [4H, T*B] x [T*B, H]
+  matmul after it, instead of T small ones.
 
   Args:
     gates_x: [T, B, 4H] = x_t W_ih^T + b_ih + b_hh, gate order (i, f, g, o).
@@ -65,18 +156,45 @@ def lstm_recurrence(gates_x, w_hh, h0, c0, unroll: int = 1):
   Returns:
     hs: [T, B, H] hidden outputs, and the final (h, c).
   """
-  w_hh_t = w_hh.T  # [H, 4H]
+  return _recurrence(gates_x, w_hh, h0, c0, unroll)
 
-  def step(carry, gx):
-    h, c = carry
-    gates = gx + h @ w_hh_t
-    i, f, g, o = jnp.split(gates, 4, axis=-1)
-    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-    h = jax.nn.sigmoid(o) * jnp.tanh(c)
-    return (h, c), h
 
-  (h, c), hs = jax.lax.scan(step, (h0, c0), gates_x, unroll=unroll)
-  return hs, (h, c)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def _lstm_layer(xs, w_ih, bias, w_hh, h0, c0, unroll):
+  return _recurrence(xs @ w_ih.T + bias, w_hh, h0, c0, unroll)
+
+
+def _lstm_layer_fwd(xs, w_ih, bias, w_hh, h0, c0, unroll):
+  gx4 = _split_gates(xs @ w_ih.T + bias)  # 4 x [T, B, H]
+  (h, c), per_step = _lstm_forward_scan(gx4, w_hh, h0, c0, unroll)
+  return (per_step[0], (h, c)), (xs, w_ih, w_hh, h0, c0, per_step)
+
+
+def _lstm_layer_bwd(unroll, res, cts):
+  xs, w_ih, w_hh, h0, c0, per_step = res
+  dhs, (dh_last, dc_last) = cts
+  dgates, dh0, dc0, h_prev = _lstm_backward_scan(w_hh, h0, c0, per_step, dhs, dh_last,
+                                                 dc_last, unroll)  # dgates: [T, B, 4H]
+  return (dgates @ w_ih, _matmul_tb(dgates, xs), dgates.sum((0, 1)),
+          _matmul_tb(dgates, h_prev), dh0, dc0)
+
+
+_lstm_layer.defvjp(_lstm_layer_fwd, _lstm_layer_bwd)
+
+
+def lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, h0, c0, unroll: int = 1):
+  """One nn.LSTM layer, xs [T, ..., I] -> ([T, ..., H], final (h, c) [..., H]).
+
+  The input projection is one [T*B, I] x [I, 4H] matmul outside the recurrence, and its
+  gradients (dx, dW_ih, db) are single large matmuls/reductions in the custom VJP.
+  Batch dimensions between T and the features are flattened for the scan.
+  """
+  t, batch, hid = xs.shape[0], xs.shape[1:-1], w_hh.shape[1]
+  flat = lambda a: a.reshape((-1, hid))
+  hs, (h, c) = _lstm_layer(xs.reshape((t, -1, xs.shape[-1])), w_ih, b_ih + b_hh, w_hh,
+                           flat(h0), flat(c0), unroll)
+  return hs.reshape((t,) + batch + (hid,)), (h.reshape(batch + (hid,)),
+                                             c.reshape(batch + (hid,)))
 
 
 class LSTMLayer(nn.Module):
@@ -99,8 +217,7 @@ class LSTMLayer(nn.Module):
     if initial_state is None:
       zeros = jnp.zeros(xs.shape[1:-1] + (hid,), xs.dtype)
       initial_state = (zeros, zeros)
-    gates_x = xs @ w_ih.T + (b_ih + b_hh)  # [T, B, 4H], hoisted out of the recurrence
-    return lstm_recurrence(gates_x, w_hh, *initial_state, unroll=self.unroll)
+    return lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, *initial_state, unroll=self.unroll)
 
 
 class LSTM(nn.Module):

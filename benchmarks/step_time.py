@@ -1,0 +1,126 @@
+"""Times one training step of our jitted `train.make_train_step` against the PyTorch
+yardstick (shared/bench/torch_reference.py) in the same run, and prints the ratio.
+
+  python benchmarks/step_time.py configs/nottingham_f_rnn.py [--steps 30] [--warmup 3]
+      [--batch B] [--preset midi_f_rnn] [--no-torch] [--no-runtime]
+
+Data are random Bernoulli(0.1) (MIDI) or Gaussian (speech) batches of the config's
+shape, drawn before the timer starts, as the yardstick does. One step is the whole
+jitted update (forward, backward, clipping, Adam), timed to `block_until_ready`.
+"""
+import argparse
+import importlib.util
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+TORCH_REFERENCE = os.path.join(os.path.dirname(REPO), 'shared', 'bench', 'torch_reference.py')
+
+
+def load_config(path: str):
+  """Loads an ml_collections config file `path[:arg]`."""
+  path, _, arg = path.partition(':')
+  spec = importlib.util.spec_from_file_location('bench_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def default_preset(config) -> str:
+  """The yardstick preset of config's cell: midi_f_rnn, speech_rnn_hier, ..."""
+  domain = 'midi' if config.loss_elements == 88 else 'speech'
+  return f'{domain}_{config.model.name}'
+
+
+def time_jax(config, steps: int, warmup: int, batch: int):
+  """-> (compile seconds, per-step ms list)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from reexam_jax import models, train  # pylint: disable=g-import-not-at-top
+
+  model = models.build_model(config.model)
+  params = models.init_params(model, jax.random.key(0), config.model.d_data)
+  optimizer = train.make_optimizer(config)
+  state = train.TrainState(jnp.int32(0), params, optimizer.init(params))
+  step_fn = train.make_train_step(model, optimizer, config)
+  rng = np.random.default_rng(0)
+  t, d = config.tgt_len, config.model.d_data
+
+  def batch_fn():
+    if config.model.head == 'bernoulli':
+      s = (rng.random((t + 1, batch, d)) < 0.1).astype(np.float32)
+    else:
+      s = rng.standard_normal((t + 1, batch, d)).astype(np.float32)
+    return jnp.asarray(s[:-1]), jnp.asarray(s[1:])
+
+  key = jax.random.key(1)
+  x, y = batch_fn()
+  t0 = time.perf_counter()
+  state, metrics = step_fn(state, x, y, key)
+  jax.block_until_ready((state, metrics))
+  compile_s = time.perf_counter() - t0
+  for _ in range(warmup):
+    state, metrics = step_fn(state, *batch_fn(), key)
+  jax.block_until_ready((state, metrics))
+  times = []
+  for _ in range(steps):
+    x, y = batch_fn()
+    jax.block_until_ready((x, y))
+    t0 = time.perf_counter()
+    state, metrics = step_fn(state, x, y, key)
+    jax.block_until_ready((state, metrics))
+    times.append(1e3 * (time.perf_counter() - t0))
+  print(f'jax_final_loss: {float(metrics["loss"]):.4f}')
+  return compile_s, times
+
+
+def time_torch(preset: str, steps: int, warmup: int, batch: int):
+  """Runs the yardstick in a subprocess -> its step_ms_median."""
+  cmd = [sys.executable, TORCH_REFERENCE, preset, '--steps', str(steps), '--warmup',
+         str(warmup), '--batch', str(batch)]
+  out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+  return float(re.findall(r'step_ms_median:\s*([0-9.]+)', out)[-1])
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  ap.add_argument('config', help='config file, e.g. configs/nottingham_f_rnn.py')
+  ap.add_argument('--steps', type=int, default=30, help='timed steps (each framework)')
+  ap.add_argument('--warmup', type=int, default=3, help='untimed steps after compiling')
+  ap.add_argument('--batch', type=int, default=None, help='default: the config batch')
+  ap.add_argument('--preset', default=None, help='yardstick preset (default from config)')
+  ap.add_argument('--no-torch', action='store_true', help='skip the yardstick')
+  ap.add_argument('--no-runtime', action='store_true',
+                  help='skip reexam_jax.runtime.setup() (malloc tuning), for comparison')
+  args = ap.parse_args()
+
+  if not args.no_runtime:
+    from reexam_jax import runtime  # pylint: disable=g-import-not-at-top
+    print(f'runtime: {runtime.setup()}')
+  config = load_config(args.config)
+  batch = args.batch or config.batch_size
+  preset = args.preset or default_preset(config)
+  print(f'config: {args.config} (model {config.model.name}, batch {batch}, '
+        f'tgt_len {config.tgt_len}, D {config.model.d_data}, H {config.model.d_rnn})')
+
+  compile_s, times = time_jax(config, args.steps, args.warmup, batch)
+  jax_ms = statistics.median(times)
+  print(f'jax_compile_s: {compile_s:.2f}')
+  print(f'jax_step_ms_min: {min(times):.3f}')
+  print(f'jax_step_ms_median: {jax_ms:.3f}')
+  if args.no_torch:
+    return
+  torch_ms = time_torch(preset, args.steps, args.warmup, batch)
+  print(f'torch_preset: {preset}')
+  print(f'torch_step_ms_median: {torch_ms:.3f}')
+  print(f'ratio_jax_over_torch: {jax_ms / torch_ms:.3f}')
+
+
+if __name__ == '__main__':
+  main()
