@@ -39,6 +39,7 @@ DATASETS = {
     'vctk': ('speech', 128, 80_000, 2000, 1),
     'blizzard': ('speech', 128, 160_000, 2000, 8000),
     'wav_folder': ('speech', 32, 40_000, 2000, 1),
+    'fsdd': ('speech', 16, 600, 200, 1),  # wav_folder on the Free Spoken Digit Dataset
     'nottingham': ('midi', 16, 20_000, 500, 88),
     'muse': ('midi', 16, 20_000, 500, 88),
     'jsb': ('midi', 16, 20_000, 500, 88),
@@ -84,11 +85,34 @@ PERM_TIMIT_HIER = {
 }
 
 
+# FSDD (8 kHz spoken digits): small CPU-sized models for the real-audio check of the
+# speech stack (docs/fsdd.md). 40-sample frames, 400-sample chunks for every model
+# (flat: tgt_len 400), width 128; 600 steps of 16 x 400 samples.
+FSDD_MODEL_FLAGS = {
+    'f_rnn': 'd_data=40,tgt_len=10,eval_tgt_len=10,n_layer=2',
+    'f_srnn': 'd_data=40,tgt_len=10,eval_tgt_len=10,d_mlp=128,d_lat=64',
+    'rnn_hier': 'd_data=40,tgt_len=10,eval_tgt_len=10',
+    'rnn_flat': 'd_data=1,tgt_len=400,eval_tgt_len=400,n_layer=2',
+}
+FSDD_COMMON = 'd_rnn=128,d_emb=128,log_every=50,checkpoint_every=200'
+
+
 def default_data_dir(dataset: str) -> str:
-  """$REEXAM_DATA_DIR/<dataset>, else ~/.cache/reexam_jax/<dataset>."""
+  """$REEXAM_DATA_DIR/<dataset>, else ~/.cache/reexam_jax/<dataset>; FSDD's wavs are
+  read from $REEXAM_SHARED_DATA/speech/fsdd/recordings (default ../shared/data)."""
+  if dataset == 'fsdd':
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    shared = os.environ.get('REEXAM_SHARED_DATA', os.path.join(repo, '..', 'shared', 'data'))
+    return os.path.normpath(os.path.join(shared, 'speech', 'fsdd', 'recordings'))
   root = os.environ.get('REEXAM_DATA_DIR',
                         os.path.join(os.path.expanduser('~'), '.cache', 'reexam_jax'))
   return os.path.join(root, dataset)
+
+
+def fsdd_config(model: str, arg: Optional[str] = None) -> ml_collections.ConfigDict:
+  """A small `model` on FSDD; `arg` overrides as in get_config."""
+  flags = ','.join([FSDD_MODEL_FLAGS[model], FSDD_COMMON])
+  return get_config('fsdd', model, ','.join(filter(None, [flags, arg])))
 
 
 def model_config(**overrides) -> ml_collections.ConfigDict:
@@ -148,6 +172,12 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
   config = ml_collections.ConfigDict()
   config.dataset = dataset               # which loader (reexam_jax/data)
   config.data_dir = default_data_dir(dataset)  # where the data are (or are put)
+  # speech: where the TFDS copy is prepared ('' = data_dir; FSDD: a cache, never the
+  # shared corpus directory)
+  config.prepared_dir = default_data_dir('fsdd_prepared') if dataset == 'fsdd' else ''
+  config.max_files = 0                   # speech: seeded subset of the corpus (0 = all)
+  config.stream_from_disk = dataset in ('vctk', 'blizzard')  # never hold the train set
+  config.buffer_files = 0                # streamed training: files per buffer (0 = batch)
   config.stride = 1                      # speech flat models: down-sampling M (Table 2)
   config.stride_mode = 'all_phases'      # 'all_phases' (reference) | 'single_phase' (paper)
   config.max_pieces = 0                  # bach_music21: pieces to parse (0 = all)

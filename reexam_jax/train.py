@@ -17,6 +17,7 @@ from reexam_jax import checkpointing
 from reexam_jax import evaluate
 from reexam_jax import models
 from reexam_jax import parallel
+from reexam_jax import runtime
 from reexam_jax.data import batching
 from reexam_jax.data import load_dataset
 
@@ -102,11 +103,14 @@ class MetricsLog:
         f.write(json.dumps(record, sort_keys=True) + '\n')
 
 
-def make_evaluator(config, model) -> evaluate.Evaluator:
+def make_evaluator(config, model, data) -> evaluate.Evaluator:
+  """Evaluation batches sorted by length, except for file-list datasets (VCTK, Blizzard)
+  which the reference evaluates in list order (data['sort_eval'])."""
   return evaluate.Evaluator(
       model, d_data=config.model.d_data, batch_size=config.eval_batch_size,
       tgt_len=config.eval_tgt_len, normalisation=config.normalisation,
-      samples_per_pass=config.iwae_chunk, max_batches=config.max_eval_batches)
+      samples_per_pass=config.iwae_chunk, max_batches=config.max_eval_batches,
+      sort=data.get('sort_eval', True))
 
 
 def score_test(config, evaluator, params, seqs, eval_rng) -> Dict[str, Any]:
@@ -114,14 +118,16 @@ def score_test(config, evaluator, params, seqs, eval_rng) -> Dict[str, Any]:
   prior-sampled estimate with iwae_samples samples (test_ll is the ELBO, as the paper)."""
   test_rng, iwae_rng, prior_rng = jax.random.split(jax.random.fold_in(eval_rng, 2**31 - 1), 3)
   test = evaluator(params, seqs, test_rng)
-  out = dict(test_ll=test['elbo'], test_sequences=test['num_sequences'],
+  out = dict(test_ll=test['elbo'], test_ll_stderr=test['elbo_stderr'],
+             test_sequences=test['num_sequences'],
              ll_unit=evaluate.ll_unit(config.normalisation, config.model.d_data))
   if models.is_latent(config.model.name):
     iwae = evaluator(params, seqs, iwae_rng,
                      num_samples=config.iwae_samples)
     prior = evaluator(params, seqs, prior_rng,
                       num_samples=config.iwae_samples, latent_source='prior')
-    out.update(test_elbo=test['elbo'], test_iwae=iwae['bound'],
+    out.update(test_elbo=test['elbo'], test_elbo_stderr=test['elbo_stderr'],
+               test_iwae=iwae['bound'], test_iwae_stderr=iwae['bound_stderr'],
                test_prior_estimate=prior['bound'], iwae_samples=config.iwae_samples)
   return out
 
@@ -143,7 +149,7 @@ def evaluate_checkpoint(config, workdir: str) -> Dict[str, Any]:
   results = dict(dataset=config.dataset, model=config.model.name,
                  params=models.count_params(model, best_params),
                  best_step=record['best_step'], valid_ll=record['best_valid_ll'])
-  results.update(score_test(config, make_evaluator(config, model), best_params,
+  results.update(score_test(config, make_evaluator(config, model, data), best_params,
                             data['test'], eval_rng))
   if jax.process_index() == 0:
     _write_json(os.path.join(workdir, 'eval_results.json'), results)
@@ -154,6 +160,7 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   """Trains config's model, keeps the best-on-valid parameters, scores the test set and
   writes workdir/results.json. Resumes from workdir's latest checkpoint if any."""
   wall_start = time.time()
+  runtime.setup()
   os.makedirs(workdir, exist_ok=True)
   data = load_dataset(config)
   model = models.build_model(config.model)
@@ -175,11 +182,11 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   start_step = int(state.step)
   log = MetricsLog(workdir, start_step)
 
-  stream = batching.TrainStream(data['train'], config.batch_size, d_data, config.tgt_len,
-                                config.seed)
+  stream = batching.make_train_stream(data['train'], config.batch_size, d_data,
+                                      config.tgt_len, config.seed, config.buffer_files or None)
   train_step = make_train_step(model, optimizer, config)
   schedule = learning_rate_schedule(config)
-  evaluator = make_evaluator(config, model)
+  evaluator = make_evaluator(config, model, data)
   unit = evaluate.ll_unit(config.normalisation, d_data)
 
   def put(a):

@@ -11,9 +11,17 @@ function serves all chunks.
 
 Sequences are numpy arrays [T_i, D] (or anything whose row-major flattening is the
 element stream, e.g. a [T, 88] piano roll read as D = 1).
+
+File datasets (VCTK, Blizzard; spec §8.5 `UnorderedSeqFileData`) are never held in
+memory whole: a *lazy split* (e.g. `speech.SpeechSplit`) has `len()`, `lengths()` (the
+element count of each sequence, without reading it) and `take(indices)` (the listed
+sequences). `FileStream` trains on it one buffer of files at a time, `eval_chunks`
+evaluates it one batch of sequences at a time, and `make_train_stream` picks the
+stream that fits the data.
 """
+import bisect
 import dataclasses
-from typing import Iterator, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -94,8 +102,12 @@ def eval_chunks(seqs: Sequence[np.ndarray], batch_size: int, d_data: int, tgt_le
 
   Sequences are sorted by length (`sort`, as for TIMIT and MIDI) or kept in order (VCTK,
   Blizzard file lists), batched, zero-padded to the batch's longest sequence, and cut
-  into chunks; every chunk is scored from a zero state.
+  into chunks; every chunk is scored from a zero state. A lazy split is read one batch
+  of sequences at a time (same chunks as the loaded list).
   """
+  if is_lazy(seqs):
+    yield from _lazy_eval_chunks(seqs, batch_size, d_data, tgt_len, sort)
+    return
   steps = [as_steps(s, d_data) for s in seqs]
   order = sorted(range(len(steps)), key=lambda i: len(steps[i])) if sort else range(len(steps))
   order = list(order)
@@ -115,3 +127,197 @@ def eval_chunks(seqs: Sequence[np.ndarray], batch_size: int, d_data: int, tgt_le
       x[:n], y[:n], m[:n] = padded[k:k + n], padded[k + 1:k + n + 1], mask[k + 1:k + n + 1]
       yield EvalChunk(x, y, m)
 
+
+
+# ----------------------------------------------------------------------------------
+# Lazy splits: file datasets streamed from disk (spec §8.5 `UnorderedSeqFileData`).
+
+def is_lazy(seqs) -> bool:
+  """True for a lazy split (has `lengths()` and `take(indices)`), False for a list."""
+  return callable(getattr(seqs, 'lengths', None)) and callable(getattr(seqs, 'take', None))
+
+
+def sequence_lengths(seqs) -> np.ndarray:
+  """[N] int64 element counts (row-major size) of each sequence; lazy splits answer
+  from their index without reading audio."""
+  if is_lazy(seqs):
+    return np.asarray(seqs.lengths(), np.int64)
+  return np.asarray([np.size(s) for s in seqs], np.int64)
+
+
+def take(seqs, indices: Sequence[int]) -> List[np.ndarray]:
+  """The sequences at `indices`, in that order (one read for a lazy split)."""
+  if is_lazy(seqs):
+    return list(seqs.take(indices))
+  return [seqs[i] for i in indices]
+
+
+def eval_order(seqs, d_data: int, sort: bool) -> np.ndarray:
+  """Evaluation order: by number of steps (stable, as `sorted`) or the list order."""
+  n = len(seqs)
+  if not sort:
+    return np.arange(n)
+  return np.argsort(sequence_lengths(seqs) // d_data, kind='stable')
+
+
+def _lazy_eval_chunks(seqs, batch_size, d_data, tgt_len, sort) -> Iterator[EvalChunk]:
+  """eval_chunks of a lazy split: each batch of sequences is read, chunked and dropped."""
+  order = eval_order(seqs, d_data, sort)
+  for start in range(0, len(order), batch_size):
+    group = take(seqs, order[start:start + batch_size])
+    yield from eval_chunks(group, batch_size, d_data, tgt_len, sort=False)
+
+
+def eval_subset(seqs, num: int, d_data: int, sort: bool) -> List[np.ndarray]:
+  """The first `num` sequences in evaluation order, loaded (for max_eval_batches): only
+  those are read from a lazy split."""
+  return take(seqs, eval_order(seqs, d_data, sort)[:num])
+
+
+@dataclasses.dataclass(frozen=True)
+class _EpochPlan:
+  """One epoch of a FileStream: buffers of file indices, their rows and chunk counts."""
+  buffers: List[np.ndarray]  # file indices of each buffer, in shuffled order
+  carry: np.ndarray  # [num buffers] elements carried in from the previous buffer
+  rows: np.ndarray  # [num buffers] steps per batch row of each buffer's stream
+  ends: np.ndarray  # [num buffers] cumulative chunk counts (chunks before buffer b+1)
+
+
+class FileStream:
+  """Training stream of a file dataset, one buffer of files in memory at a time.
+
+  Each epoch the file order is drawn from `np.random.default_rng([seed, epoch])` (the
+  same draw as TrainStream) and cut into buffers of `buffer_files` files (reference:
+  batch_size). Each buffer is concatenated, truncated to a multiple of B*D, reshaped
+  [B, n, D] -> [n, B, D] and walked in chunks of tgt_len steps like TrainStream; its
+  remainder is dropped and its last chunk may be shorter (spec §8.5). With
+  buffer_files >= the number of files this equals TrainStream.
+
+  full_chunks=True (jit-friendly; the reference's short last chunk of every buffer has a
+  new length each time, and every new length is a new compilation): each buffer keeps
+  n = k*tgt_len + 1 steps per row, so all its chunks have tgt_len steps, and the
+  elements left over are carried to the front of the next buffer instead of dropped;
+  only the end of an epoch (< (tgt_len + 1)*B*D elements) is dropped.
+
+  Chunk counts per buffer are planned from the file lengths (`sequence_lengths`, no
+  audio read), so `batch(step)` is a pure function of (seed, step) and a restarted run
+  resumes exactly. `seqs` is a lazy split (`is_lazy`) or a list of arrays.
+  """
+
+  def __init__(self, seqs, batch_size: int, d_data: int, tgt_len: int, seed: int = 0,
+               buffer_files: Optional[int] = None, full_chunks: bool = False):
+    self.seqs, self.batch_size, self.d_data = seqs, batch_size, d_data
+    self.tgt_len, self.seed, self.full_chunks = tgt_len, seed, full_chunks
+    self.buffer_files = int(buffer_files or batch_size)
+    if self.buffer_files < 1:
+      raise ValueError(f'buffer_files must be positive, got {buffer_files}')
+    self.lengths = sequence_lengths(seqs)  # [num files] elements per file
+    self._starts = [0]  # first global step of epochs 0, 1, ... (as far as planned)
+    self._plan_cache = (None, None)  # (epoch, _EpochPlan)
+    self._buffer_cache = (None, None)  # ((epoch, buffer), [rows, B, D] stream)
+    self._tail_cache = (None, None)  # ((epoch, buffer), elements it carries onward)
+    if self.chunks_in_epoch(0) == 0:
+      raise ValueError(
+          f'training data ({self.lengths.size} files, {self.lengths.sum()} elements) give '
+          f'no chunk: every buffer of {self.buffer_files} files is shorter than 2 steps '
+          f'per row for batch_size {batch_size} x d_data {d_data}; raise buffer_files')
+
+  def plan(self, epoch: int) -> _EpochPlan:
+    """Buffers of epoch `epoch` and their chunk counts (cached for the last epoch)."""
+    if self._plan_cache[0] != epoch:
+      order = np.random.default_rng([self.seed, epoch]).permutation(self.lengths.size)
+      buffers = [order[i:i + self.buffer_files]
+                 for i in range(0, order.size, self.buffer_files)]
+      row = self.batch_size * self.d_data  # elements per step of the stream
+      carry, rows, chunks, left = [], [], [], 0
+      for b in buffers:
+        total = left + int(self.lengths[b].sum())
+        n = total // row
+        if self.full_chunks:
+          k = (n - 1) // self.tgt_len if n >= 2 else 0
+          n = k * self.tgt_len + 1 if k else 0
+        else:
+          k = -(-(n - 1) // self.tgt_len) if n >= 2 else 0
+        carry.append(left)
+        rows.append(n)
+        chunks.append(k)
+        left = total - n * row if self.full_chunks else 0
+      self._plan_cache = (epoch, _EpochPlan(buffers, np.array(carry, np.int64),
+                                            np.array(rows, np.int64), np.cumsum(chunks)))
+    return self._plan_cache[1]
+
+  def chunks_in_epoch(self, epoch: int) -> int:
+    return int(self.plan(epoch).ends[-1])
+
+  def position(self, step: int) -> Tuple[int, int]:
+    """(epoch, chunk index within the epoch) of 0-based training step `step`."""
+    if step < 0:
+      raise ValueError(f'step must be >= 0, got {step}')
+    while self._starts[-1] <= step:
+      epoch = len(self._starts) - 1
+      self._starts.append(self._starts[-1] + self.chunks_in_epoch(epoch))
+      if len(self._starts) > 64 and self._starts[-1] == self._starts[-65]:
+        raise ValueError('64 epochs in a row gave no chunk; raise buffer_files')
+    epoch = bisect.bisect_right(self._starts, step) - 1
+    return epoch, step - self._starts[epoch]
+
+  def _flat(self, epoch: int, buffer: int) -> np.ndarray:
+    """[carry + files] elements of one buffer: the carried-in tail, then its files."""
+    plan = self.plan(epoch)
+    parts = [np.asarray(s, np.float32).reshape(-1)
+             for s in take(self.seqs, plan.buffers[buffer])]
+    carry = int(plan.carry[buffer])
+    if carry:
+      parts.insert(0, self._tail(epoch, buffer - 1, carry))
+    return np.concatenate(parts)
+
+  def _tail(self, epoch: int, buffer: int, size: int) -> np.ndarray:
+    """The `size` elements buffer `buffer` carries to the next one (re-read on resume)."""
+    key, tail = self._tail_cache
+    if key != (epoch, buffer):
+      tail = self._flat(epoch, buffer)[-size:]
+    return tail
+
+  def buffer_stream(self, epoch: int, buffer: int) -> np.ndarray:
+    """[rows, B, D] stream of one buffer (the last one read is kept)."""
+    if self._buffer_cache[0] != (epoch, buffer):
+      self._buffer_cache = (None, None)  # free the old buffer before reading the next
+      rows = int(self.plan(epoch).rows[buffer])
+      flat = self._flat(epoch, buffer)
+      used = rows * self.batch_size * self.d_data
+      if self.full_chunks:
+        self._tail_cache = ((epoch, buffer), flat[used:].copy())
+      stream = flat[:used].reshape(self.batch_size, rows, self.d_data).transpose(1, 0, 2)
+      self._buffer_cache = ((epoch, buffer), stream)
+    return self._buffer_cache[1]
+
+  def batch(self, step: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(x, y), each [L, B, D] (the last chunk of a buffer may be shorter unless
+    full_chunks)."""
+    epoch, chunk = self.position(step)
+    plan = self.plan(epoch)
+    buffer = int(np.searchsorted(plan.ends, chunk, side='right'))
+    local = chunk - (int(plan.ends[buffer - 1]) if buffer else 0)
+    stream = self.buffer_stream(epoch, buffer)
+    start = local * self.tgt_len
+    stop = min(start + self.tgt_len, int(plan.rows[buffer]) - 1)
+    return stream[start:stop], stream[start + 1:stop + 1]
+
+  def iterate(self, start_step: int = 0) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+    step = start_step
+    while True:
+      yield self.batch(step)
+      step += 1
+
+
+def make_train_stream(seqs, batch_size: int, d_data: int, tgt_len: int, seed: int = 0,
+                      buffer_files: Optional[int] = None, full_chunks: bool = True):
+  """FileStream for a lazy split (or when buffer_files is given), else TrainStream;
+  both have batch(step) -> (x, y) [L, B, D] and position(step) -> (epoch, chunk).
+
+  File streams default to full_chunks=True (every chunk tgt_len steps, so one compiled
+  train step); full_chunks=False is the reference's buffer-by-buffer chunking.
+  """
+  if is_lazy(seqs) or buffer_files:
+    return FileStream(seqs, batch_size, d_data, tgt_len, seed, buffer_files, full_chunks)
+  return TrainStream(seqs, batch_size, d_data, tgt_len, seed)

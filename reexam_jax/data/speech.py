@@ -2,18 +2,25 @@
 
 `load_speech` returns every split as a list of normalised 1-D float32 arrays, ready for
 `batching.TrainStream` and `batching.eval_chunks` (d_data = 200 frames or 1 flat).
-`open_speech` gives the same splits as lazy sequences, so that large corpora
-(Blizzard chapters) can be evaluated file by file without loading everything.
+`open_speech` gives the same splits as lazy sequences (`SpeechSplit`), so that large
+corpora (VCTK, Blizzard chapters) are trained on buffer by buffer
+(`batching.FileStream`) and evaluated group by group without loading everything.
 
 Layout: prepared datasets live in `<data_dir>/<dataset>/<config>/1.0.0/` (ArrayRecord);
 the raw corpus is read from `manual_dir`, by default `data_dir` itself. A dataset is
-built the first time it is asked for and reused afterwards.
+built the first time it is asked for and reused afterwards. When `data_dir` is not
+writable (a read-only corpus) and holds no prepared copy, the dataset is prepared in
+`default_prepared_dir()` instead. Per-utterance lengths are indexed once per prepared
+dataset in `<prepared dir>/lengths.json` (so streams can plan epochs without reading
+audio).
 """
 import collections.abc
 import dataclasses
+import json
+import logging
 import os
 import tempfile
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -26,6 +33,31 @@ DATASETS = tuple(BUILDERS)
 # Evaluation batch order (spec §5.2): sorted by length for TIMIT, list order for files.
 SORT_EVAL = {'timit': True, 'perm_timit': True, 'vctk': False, 'blizzard': False,
              'wav_folder': False}
+
+# File datasets the reference streams from disk (spec §8.5 `UnorderedSeqFileData`):
+# `load_dataset` gives their splits lazily and the trainer uses `batching.FileStream`.
+STREAMED = ('vctk', 'blizzard')
+
+LENGTHS_FILE = 'lengths.json'
+
+
+def default_prepared_dir() -> str:
+  """Where datasets of read-only corpora are prepared: $REEXAM_DATA_DIR/prepared, else
+  ~/.cache/reexam_jax/prepared."""
+  root = os.environ.get('REEXAM_DATA_DIR',
+                        os.path.join(os.path.expanduser('~'), '.cache', 'reexam_jax'))
+  return os.path.join(root, 'prepared')
+
+
+def _writable(path: str) -> bool:
+  """True if path (or, when missing, its nearest existing parent) is writable."""
+  path = os.path.abspath(path)
+  while not os.path.exists(path):
+    parent = os.path.dirname(path)
+    if parent == path:
+      return False
+    path = parent
+  return os.access(path, os.W_OK)
 
 
 def speech_builder(dataset: str, data_dir: str, *, manual_dir: Optional[str] = None,
@@ -40,8 +72,14 @@ def speech_builder(dataset: str, data_dir: str, *, manual_dir: Optional[str] = N
   config = cls.make_config(manual_dir, split_seed=split_seed, **options)
   builder = cls(data_dir=data_dir, config=config)
   if not builder.is_prepared():
-    cls.check_source(manual_dir)
-    _prepare(builder, data_dir, manual_dir)
+    if not _writable(data_dir):
+      fallback = default_prepared_dir()
+      logging.info('%s is not writable: preparing %s in %s', data_dir, dataset, fallback)
+      data_dir = fallback
+      builder = cls(data_dir=data_dir, config=config)
+    if not builder.is_prepared():
+      cls.check_source(manual_dir)
+      _prepare(builder, data_dir, manual_dir)
   return builder
 
 
@@ -70,14 +108,18 @@ def _remove_empty_dirs(path: str, top: str) -> None:
 class SpeechSplit(collections.abc.Sequence):
   """Lazy view of one split: item i is utterance i, normalised then strided, [N] float32.
 
-  Reads go to the ArrayRecord data source on demand, so iterating (or `groups`) holds
-  one utterance (or one group) in memory at a time.
+  Reads go to the ArrayRecord data source on demand, so iterating (or `groups`, `take`)
+  holds one utterance (or one group) in memory at a time. `lengths()` and `take()` make
+  it a lazy split for `batching.FileStream` and `batching.eval_chunks`.
   """
   source: collections.abc.Sequence
   mean: float
   std: float
   stride: int = 1
   stride_mode: str = 'all_phases'
+  name: str = ''  # split name (key in the lengths index)
+  index_dir: Optional[str] = None  # directory of lengths.json (None: scan, no cache)
+  raw_lengths: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
 
   def __len__(self) -> int:
     return len(self.source)
@@ -96,6 +138,22 @@ class SpeechSplit(collections.abc.Sequence):
   def _read(self, start: int, stop: int) -> List[dict]:
     return self.source.__getitems__(range(start, min(stop, len(self))))
 
+  def lengths(self) -> np.ndarray:
+    """[num utterances] int64: samples of each item (after the stride), from the
+    stored audio lengths, without reading audio when they are indexed."""
+    if self.raw_lengths is None:
+      self.raw_lengths = (cached_lengths(self.index_dir, self.name, self.source)
+                          if self.index_dir else scan_lengths(self.source))
+    return strided_lengths(self.raw_lengths, self.stride, self.stride_mode)
+
+  def take(self, indices: Sequence[int]) -> List[np.ndarray]:
+    """Items at `indices` (any order, one batched read)."""
+    indices = [int(i) for i in indices]
+    for i in indices:
+      if not 0 <= i < len(self):
+        raise IndexError(f'utterance {i} of {len(self)}')
+    return [self._transform(r['audio']) for r in self.source.__getitems__(indices)]
+
   def groups(self, size: int) -> Iterator[List[np.ndarray]]:
     """Consecutive groups of `size` utterances (one evaluation batch each, in order)."""
     for start in range(0, len(self), size):
@@ -109,6 +167,50 @@ class SpeechSplit(collections.abc.Sequence):
         seqs.append(self._transform(record['audio']))
         ids.append(record['id'].decode())
     return seqs, ids
+
+
+def strided_lengths(raw: np.ndarray, stride: int, mode: str = 'all_phases') -> np.ndarray:
+  """Lengths after `transforms.stride`: floor(N/m)*m ('all_phases') or ceil(N/m)."""
+  raw = np.asarray(raw, np.int64)
+  if stride == 1:
+    return raw
+  if mode == 'all_phases':
+    return raw // stride * stride
+  if mode == 'single_phase':
+    return -(-raw // stride)
+  raise ValueError(f'unknown stride mode {mode!r}; expected one of {transforms.STRIDE_MODES}')
+
+
+def scan_lengths(source: collections.abc.Sequence, read_size: int = 256) -> np.ndarray:
+  """[len(source)] int64 audio lengths, read record by record (one group in memory)."""
+  out = np.zeros(len(source), np.int64)
+  for start in range(0, len(source), read_size):
+    stop = min(start + read_size, len(source))
+    for i, record in enumerate(source.__getitems__(range(start, stop))):
+      out[start + i] = np.size(record['audio'])
+  return out
+
+
+def cached_lengths(path: str, split: str, source: collections.abc.Sequence) -> np.ndarray:
+  """Raw audio lengths of `split` from `<path>/lengths.json`; the first time, the split
+  is scanned and its entry added (when the directory is writable)."""
+  index = os.path.join(path, LENGTHS_FILE)
+  stored = {}
+  if os.path.exists(index):
+    with open(index) as f:
+      stored = json.load(f)
+    if len(stored.get(split, ())) == len(source):
+      return np.asarray(stored[split], np.int64)
+  lengths = scan_lengths(source)
+  stored[split] = lengths.tolist()
+  try:
+    tmp = index + f'.tmp{os.getpid()}'
+    with open(tmp, 'w') as f:
+      json.dump(stored, f)
+    os.replace(tmp, index)
+  except OSError as e:
+    logging.info('cannot cache utterance lengths in %s: %s', index, e)
+  return lengths
 
 
 @dataclasses.dataclass
@@ -128,6 +230,13 @@ class SpeechData:
   def sort_eval(self) -> bool:
     return SORT_EVAL[self.dataset]
 
+  def as_dict(self) -> dict:
+    """The splits (lazy) and metadata under `load_speech`'s keys, minus `ids`."""
+    return dict(train=self.train, valid=self.valid, test=self.test, mean=self.mean,
+                std=self.std, sample_rate=self.sample_rate, sort_eval=self.sort_eval,
+                counts={s: len(getattr(self, s)) for s in SPLITS},
+                metadata=self.metadata, path=self.path)
+
 
 def open_speech(dataset: str, data_dir: str, *, manual_dir: Optional[str] = None,
                 split_seed: int = 1234, stride: int = 1, stride_mode: str = 'all_phases',
@@ -141,11 +250,12 @@ def open_speech(dataset: str, data_dir: str, *, manual_dir: Optional[str] = None
                            split_seed=split_seed, **options)
   meta = dict(builder.info.metadata)
   sources = builder.as_data_source()
-  splits = {s: SpeechSplit(sources[s], meta['mean'], meta['std'], stride, stride_mode)
+  path = os.fspath(builder.data_path)
+  splits = {s: SpeechSplit(sources[s], meta['mean'], meta['std'], stride, stride_mode,
+                           name=s, index_dir=path)
             for s in SPLITS}
   return SpeechData(dataset=dataset, mean=meta['mean'], std=meta['std'],
-                    sample_rate=meta['sample_rate'], metadata=meta,
-                    path=os.fspath(builder.data_path), **splits)
+                    sample_rate=meta['sample_rate'], metadata=meta, path=path, **splits)
 
 
 def load_speech(dataset: str, data_dir: str, *, manual_dir: Optional[str] = None,

@@ -1,0 +1,8 @@
+"""FSDD (3,000 real spoken digits, 8 kHz), a small RNN-hier: the real-audio check of the
+speech stack (docs/fsdd.md). Wavs from --config.data_dir (default
+$REEXAM_SHARED_DATA/speech/fsdd/recordings); LL in nats/sample."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.fsdd_config('rnn_hier', arg)
