@@ -5,6 +5,8 @@ numbers per set, all computed chunk by chunk from a zero state as the reference 
   elbo   one posterior sample, analytic KL (the number the paper reports),
   iwae   the importance-weighted bound with K posterior samples (tighter, -> log p),
   prior  log mean_k p(y | z_k) with z_k from the prior (consistent, high variance).
+Each comes with its standard error over the test sequences (`normalised_stderr`), and
+the ELBO also with its Monte-Carlo standard error given the data (`elbo_mc_stderr`).
 """
 import math
 from typing import Callable, Dict
@@ -32,6 +34,25 @@ def normalise(total: float, num_sequences: int, num_elements: float, normalisati
   if normalisation == 'sequence':
     return total / num_sequences
   return total / num_elements * float(normalisation)
+
+
+def normalised_stderr(totals: np.ndarray, num_elements: np.ndarray,
+                      normalisation) -> float:
+  """Standard error of `normalise` from per-sequence totals [N] and element counts [N].
+
+  The sequences (with their latent draws) are treated as i.i.d.: per sequence, the
+  standard error of the mean; per element x n, the delta-method standard error of the
+  ratio sum(totals) / sum(elements), times n. NaN for fewer than two sequences.
+  """
+  totals, num_elements = np.asarray(totals, np.float64), np.asarray(num_elements, np.float64)
+  n = len(totals)
+  if n < 2:
+    return math.nan
+  if normalisation == 'sequence':
+    return float(np.std(totals, ddof=1) / math.sqrt(n))
+  resid = totals - totals.sum() / num_elements.sum() * num_elements
+  return float(math.sqrt(n / (n - 1) * np.square(resid).sum()) / num_elements.sum()
+               * float(normalisation))
 
 
 def make_chunk_scorer(model, num_samples: int, latent_source: str) -> Callable:
@@ -78,7 +99,13 @@ class Evaluator:
 
   def __call__(self, params, seqs, rng, num_samples: int = 1,
                latent_source: str = 'posterior') -> Dict[str, float]:
-    """{'bound', 'elbo'} in the paper's units, plus 'num_sequences', 'num_steps'.
+    """Scores `seqs` (a list of arrays or a lazy split, see data.batching).
+
+    Returns, in the paper's units: 'bound' and 'elbo'; their standard errors over the
+    sequences 'bound_stderr' and 'elbo_stderr' (test-set spread plus Monte-Carlo noise);
+    'elbo_mc_stderr', the Monte-Carlo standard error of 'elbo' given these sequences,
+    from the spread of the num_samples draws (NaN for one draw; 0 for deterministic
+    models); and 'num_sequences', 'num_steps'.
 
     The importance bound with K = num_samples is accumulated over passes of at most
     `samples_per_pass` samples with a running logsumexp, so memory stays bounded.
@@ -89,21 +116,36 @@ class Evaluator:
                        f'({per_pass})')
     score = self._scorer(per_pass, latent_source)
     if self.max_batches:
-      seqs = sorted(seqs, key=len) if self.sort else list(seqs)
-      seqs = seqs[:self.max_batches * self.batch_size]
-    bound = elbo = num_steps = 0.0
-    chunks = batching.eval_chunks(seqs, self.batch_size, self.d_data, self.tgt_len, self.sort)
-    for i, chunk in enumerate(chunks):
-      chunk_rng = jax.random.fold_in(rng, i)
-      lse, elbo_sum = None, 0.0
-      for p in range(num_samples // per_pass):
-        b, e = score(params, chunk.x, chunk.y, chunk.mask, jax.random.fold_in(chunk_rng, p))
-        lse = b if lse is None else jnp.logaddexp(lse, b)
-        elbo_sum = elbo_sum + e.sum(0)
-      bound += float((lse - math.log(num_samples)).sum())
-      elbo += float(elbo_sum.sum()) / num_samples
-      num_steps += float(chunk.mask.sum())
-    num_elements = num_steps * self.d_data
-    norm = lambda total: normalise(total, len(seqs), num_elements, self.normalisation)
-    return dict(bound=norm(bound), elbo=norm(elbo), num_sequences=len(seqs),
-                num_steps=num_steps)
+      seqs = batching.eval_subset(seqs, self.max_batches * self.batch_size, self.d_data,
+                                  self.sort)
+    order = batching.eval_order(seqs, self.d_data, self.sort)
+    bound, elbo, steps = [], [], []  # per sequence, in evaluation order
+    mc_var, chunk_index = 0.0, 0
+    for start in range(0, len(order), self.batch_size):
+      group = batching.take(seqs, order[start:start + self.batch_size])
+      sums = np.zeros((3, self.batch_size))  # bound, elbo, steps of each batch row
+      for chunk in batching.eval_chunks(group, self.batch_size, self.d_data, self.tgt_len,
+                                        sort=False):
+        chunk_rng = jax.random.fold_in(rng, chunk_index)
+        chunk_index += 1
+        lse, draws = None, []
+        for p in range(num_samples // per_pass):
+          b, e = score(params, chunk.x, chunk.y, chunk.mask, jax.random.fold_in(chunk_rng, p))
+          lse = b if lse is None else jnp.logaddexp(lse, b)
+          draws.append(np.asarray(e, np.float64))
+        draws = np.concatenate(draws)  # [S, B] ELBO draws
+        sums += [np.asarray(lse, np.float64) - math.log(num_samples), draws.mean(0),
+                 chunk.mask.sum(0)]
+        if num_samples > 1:
+          mc_var += float((draws.var(0, ddof=1) / num_samples).sum())
+      bound.append(sums[0, :len(group)])
+      elbo.append(sums[1, :len(group)])
+      steps.append(sums[2, :len(group)])
+    bound, elbo, steps = (np.concatenate(v) for v in (bound, elbo, steps))
+    elements = steps * self.d_data
+    norm = lambda total: normalise(total, len(order), elements.sum(), self.normalisation)
+    stderr = lambda v: normalised_stderr(v, elements, self.normalisation)
+    return dict(bound=norm(bound.sum()), elbo=norm(elbo.sum()),
+                bound_stderr=stderr(bound), elbo_stderr=stderr(elbo),
+                elbo_mc_stderr=norm(math.sqrt(mc_var)) if num_samples > 1 else math.nan,
+                num_sequences=len(order), num_steps=float(steps.sum()))

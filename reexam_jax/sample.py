@@ -1,0 +1,167 @@
+"""Ancestral sampling from a trained run -> wav (speech) or MIDI + piano-roll PNG (music).
+
+`sample_workdir` restores the best-on-valid parameters of a workdir's latest checkpoint
+(as `train.evaluate_checkpoint` does), draws `num_samples` sequences of `num_steps`
+steps with `models.sampling.sample` (one jitted lax.scan over steps, and over the
+elements of a step for the auto-regressive heads), and writes them under
+`workdir/samples/`. The recurrent state is reset every `config.tgt_len` steps, so the
+samples come from exactly the chunked density whose test LL is reported; the first
+input is a zero step. See `models/sampling.py` for the temperature.
+"""
+import os
+import struct
+import time
+from typing import Any, Dict, Optional
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy.io import wavfile
+
+from reexam_jax import checkpointing
+from reexam_jax import experiments
+from reexam_jax import models
+from reexam_jax import train
+from reexam_jax.data import midi
+from reexam_jax.models import sampling
+
+DEFAULT_SAMPLE_RATE = 16000  # all the paper's speech sets are 16 kHz
+
+
+def load_best_params(config, workdir: str):
+  """(model, best parameters) of workdir's latest checkpoint."""
+  model = models.build_model(config.model)
+  params = models.init_params(model, jax.random.key(config.seed), config.model.d_data)
+  state = train.TrainState(jnp.int32(0), params, train.make_optimizer(config).init(params))
+  ckpt = checkpointing.Checkpointer(workdir)
+  if ckpt.latest_step() is None:
+    ckpt.close()
+    raise FileNotFoundError(f'--workdir={workdir}: no checkpoint to sample from (train first)')
+  _, best_params, _ = ckpt.restore(state, params)
+  ckpt.close()
+  return model, best_params
+
+
+def speech_stats(config) -> Optional[Dict[str, float]]:
+  """The train mean/std (raw scale) and sample rate of a prepared speech set, else None."""
+  from reexam_jax.data import speech  # pylint: disable=g-import-not-at-top
+  try:
+    data = speech.open_speech(config.dataset, config.data_dir, stride=config.stride,
+                              stride_mode=config.stride_mode)
+  except FileNotFoundError:
+    return None
+  return dict(mean=data.mean, std=data.std, sample_rate=data.sample_rate)
+
+
+def write_wav(path: str, audio: np.ndarray, stats: Optional[Dict[str, float]],
+              stride: int = 1) -> None:
+  """Normalised audio [N] -> 16-bit PCM: x * std + mean (raw scale, [-1, 1)) when the
+  dataset statistics are known, else the normalised values; clipped to [-1, 1]."""
+  rate = stats['sample_rate'] if stats else DEFAULT_SAMPLE_RATE
+  if stats:
+    audio = audio * stats['std'] + stats['mean']
+  pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+  wavfile.write(path, int(rate) // stride, pcm)
+
+
+def _varlen(n: int) -> bytes:
+  """MIDI variable-length quantity."""
+  out = [n & 0x7F]
+  n >>= 7
+  while n:
+    out.append(0x80 | (n & 0x7F))
+    n >>= 7
+  return bytes(reversed(out))
+
+
+def write_midi(path: str, roll: np.ndarray, step_ticks: int = 240, velocity: int = 80,
+               ticks_per_quarter: int = 480) -> None:
+  """Piano roll [T, 88] (column i = pitch i + 21) -> a format-0 MIDI file, 120 bpm.
+
+  A pitch that stays on over consecutive steps is one held note; the default step is an
+  eighth note (0.25 s)."""
+  roll = np.asarray(roll) > 0.5
+  padded = np.concatenate([np.zeros((1, 88), bool), roll, np.zeros((1, 88), bool)])
+  events, last = bytearray(), 0
+  events += b'\x00\xff\x51\x03' + (500000).to_bytes(3, 'big')  # tempo: 0.5 s per quarter
+  for t in range(1, len(padded)):
+    offs = np.nonzero(padded[t - 1] & ~padded[t])[0]
+    ons = np.nonzero(padded[t] & ~padded[t - 1])[0]
+    for status, pitches, vel in ((0x80, offs, 0), (0x90, ons, velocity)):
+      for p in pitches:
+        events += _varlen((t - 1) * step_ticks - last) + bytes(
+            [status, p + midi.LOWEST_PITCH, vel])
+        last = (t - 1) * step_ticks
+  events += b'\x00\xff\x2f\x00'  # end of track
+  with open(path, 'wb') as f:
+    f.write(b'MThd' + struct.pack('>IHHH', 6, 0, 1, ticks_per_quarter))
+    f.write(b'MTrk' + struct.pack('>I', len(events)) + bytes(events))
+
+
+def write_piano_roll_png(path: str, roll: np.ndarray, title: str = '') -> None:
+  """Piano roll [T, 88] -> PNG (time right, pitch up)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(max(4.0, len(roll) / 25), 4))
+  ax.imshow(np.asarray(roll).T, origin='lower', aspect='auto', cmap='Greys',
+            interpolation='nearest', extent=(0, len(roll), midi.LOWEST_PITCH - 0.5,
+                                             midi.LOWEST_PITCH + 87.5))
+  ax.set_xlabel('step')
+  ax.set_ylabel('MIDI pitch')
+  ax.set_title(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def sample_workdir(config, workdir: str, *, num_samples: int = 4, num_steps: int = 0,
+                   temperature: float = 1.0, seed: int = 0,
+                   sample_dir: Optional[str] = None) -> Dict[str, Any]:
+  """Samples from workdir's best parameters and writes them (see the module docstring).
+
+  num_steps: model steps per sample (0: four chunks, 4 * config.tgt_len).
+  Returns dict(sample_dir, files, steps_per_s (model steps per second, all samples in
+  parallel), compile_s, log_prob (per-sample total log p of the drawn sequence)).
+  """
+  if temperature <= 0:
+    raise ValueError(f'--temperature must be > 0, got {temperature}')
+  model, params = load_best_params(config, workdir)
+  num_steps = num_steps or 4 * config.tgt_len
+  sample_dir = sample_dir or os.path.join(workdir, 'samples')
+  os.makedirs(sample_dir, exist_ok=True)
+
+  key = jax.random.key(seed)
+  t0 = time.time()
+  compiled = sampling.sample.lower(model, params, key, num_samples, num_steps,
+                                   temperature, config.tgt_len).compile()
+  compile_s = time.time() - t0
+  t0 = time.time()
+  out = jax.block_until_ready(compiled(params, key, temperature))
+  run_s = time.time() - t0
+  ys = np.asarray(out['y'])  # [T, N, D]
+  log_prob = np.asarray(out['log_prob']).sum(0)  # [N]
+
+  np.savez(os.path.join(sample_dir, 'samples.npz'), y=ys, log_prob=log_prob)
+  streams = ys.transpose(1, 0, 2).reshape(num_samples, -1)  # [N, T * D] element streams
+  domain = experiments.DATASETS[config.dataset][0]
+  files = []
+  stats = speech_stats(config) if domain == 'speech' else None
+  if domain == 'speech' and stats is None:
+    logging.warning('no prepared %s data under %s: writing normalised audio',
+                    config.dataset, config.data_dir)
+  for n, stream in enumerate(streams):
+    base = os.path.join(sample_dir, f'sample_{n}')
+    if domain == 'speech':
+      write_wav(base + '.wav', stream, stats, config.stride)
+      files.append(base + '.wav')
+    else:
+      roll = stream[:len(stream) // midi.NUM_PITCHES * midi.NUM_PITCHES].reshape(
+          -1, midi.NUM_PITCHES)
+      write_midi(base + '.mid', roll)
+      write_piano_roll_png(base + '.png', roll,
+                           f'{config.model.name} on {config.dataset}, T={temperature}')
+      files += [base + '.mid', base + '.png']
+  return dict(sample_dir=sample_dir, files=files, steps_per_s=num_steps / run_s,
+              compile_s=compile_s, log_prob=log_prob.tolist())
