@@ -131,6 +131,8 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
       dropout=0.0,         # dropout rate everywhere the reference applies it
       head='gmm',          # 'gmm' (real values) or 'bernoulli' (binary)
       joint_layernorm=False,  # hier_made: the reference's leaky joint LayerNorm (§11.8)
+      low_dropout='element',  # hier_lstm training masks: 'element' (reference) or 'step'
+                              # (one mask per step: the input projection once per step)
       chk_len=2,           # delta-RNN interleave: U
       d_leak=11,           # delta-RNN random: V
       split_seed=0,        # delta-RNN random: seed of the fixed split permutation

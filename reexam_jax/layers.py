@@ -4,8 +4,9 @@ PyTorch's initialisation, LReLU, and the output heads.
 Tensors are time-major: [T, B, ...]. Parameter shapes follow PyTorch's storage so that
 counts equal the reference's exactly (two LSTM biases, per-element heads).
 """
+import dataclasses
 import functools
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -206,18 +207,38 @@ class LSTMLayer(nn.Module):
 
   @nn.compact
   def __call__(self, xs, initial_state=None):
-    """xs: [T, B, I] -> ([T, B, H], final (h, c))."""
+    """xs: [T, B, I] -> ([T, B, H], final (h, c)).
+
+    xs may instead be a `ProjectedInput`, for callers whose input has structure that
+    makes x_t W_ih^T cheaper to compute than by materialising x_t.
+    """
     hid = self.hidden
     init = uniform(hid ** -0.5)
-    w_ih = self.param('w_ih', init, (4 * hid, xs.shape[-1]))
+    structured = isinstance(xs, ProjectedInput)
+    w_ih = self.param('w_ih', init, (4 * hid, xs.size if structured else xs.shape[-1]))
     w_hh = self.param('w_hh', nn.initializers.orthogonal() if self.orthogonal_hh else init,
                       (4 * hid, hid))
     b_ih = self.param('b_ih', init, (4 * hid,))
     b_hh = self.param('b_hh', init, (4 * hid,))
     if initial_state is None:
-      zeros = jnp.zeros(xs.shape[1:-1] + (hid,), xs.dtype)
+      zeros = jnp.zeros(xs.batch_shape + (hid,) if structured else xs.shape[1:-1] + (hid,))
       initial_state = (zeros, zeros)
+    if structured:
+      return lstm_recurrence(xs.project(w_ih) + (b_ih + b_hh), w_hh, *initial_state,
+                             unroll=self.unroll)
     return lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, *initial_state, unroll=self.unroll)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectedInput:
+  """An LSTM input given by what it contributes to the gates rather than by its values.
+
+  size: the input width I (shapes W_ih); batch_shape: the [B] (or [B1, B2]) of the state;
+  project: W_ih [4H, I] -> x W_ih^T, [T, *batch_shape, 4H].
+  """
+  size: int
+  batch_shape: Tuple[int, ...]
+  project: Callable[[jax.Array], jax.Array]
 
 
 class LSTM(nn.Module):
@@ -229,7 +250,7 @@ class LSTM(nn.Module):
 
   @nn.compact
   def __call__(self, xs, *, deterministic: bool, initial_states=None):
-    """xs: [T, B, I] -> [T, B, H].
+    """xs: [T, B, I] (or a ProjectedInput for the first layer) -> [T, B, H].
 
     initial_states: optional per-layer (h0, c0), each [B, H]; zero states by default
     (every chunk starts from zero in the reference, spec §1.1).

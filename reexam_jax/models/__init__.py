@@ -80,7 +80,7 @@ def build_model(cfg) -> SequenceModel:
   elif output_name == 'hier_lstm':
     n_low = cfg.n_low_layer if core_name == 'rnn' else 1  # srnn_hier: always 1 (§2.4)
     output = outputs.HierLSTM(cfg.d_data, cfg.d_rnn, cfg.d_emb, cfg.head, n_mix, n_low,
-                              cfg.dropout)
+                              cfg.dropout, cfg.low_dropout)
   elif output_name == 'hier_made':
     output = outputs.HierMADE(cfg.d_data, cfg.d_nade, cfg.head, n_mix, cfg.n_low_layer,
                               input_dropout, cfg.dropout, cfg.joint_layernorm)

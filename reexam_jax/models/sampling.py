@@ -157,7 +157,7 @@ def hier_lstm_step(module: outputs.HierLSTM, p, h, key, temperature, y=None):
     i, k, y_i = inp
     dist = _element_dist(module.head, p['crit'], pred, i)
     y_i, lp = _sample_or_score(dist, k, temperature, None if y is None else y_i)
-    x = jnp.concatenate([dense(p['emb_low'], y_i[:, None]), h], axis=-1)
+    x = jnp.concatenate([y_i[:, None] * p['emb_low_kernel'] + p['emb_low_bias'], h], axis=-1)
     pred, states = lstm_stack(p['rnn_low'], x, states)
     return (states, pred), (y_i, lp)
 
