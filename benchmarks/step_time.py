@@ -7,6 +7,8 @@ yardstick (shared/bench/torch_reference.py) in the same run, and prints the rati
 Data are random Bernoulli(0.1) (MIDI) or Gaussian (speech) batches of the config's
 shape, drawn before the timer starts, as the yardstick does. One step is the whole
 jitted update (forward, backward, clipping, Adam), timed to `block_until_ready`.
+benchmarks/harness.py runs many configs through the helpers here (`time_jax_fresh`,
+`time_torch`) and adds FLOPs, peak and memory figures.
 """
 import argparse
 import importlib.util
@@ -80,12 +82,39 @@ def time_jax(config, steps: int, warmup: int, batch: int):
   return compile_s, times
 
 
+def run_child(cmd):
+  """Runs cmd -> (stdout and stderr, peak RSS in MB). The peak is the child's
+  ru_maxrss from wait4; Linux folds the parent's high-water mark into a forked child's,
+  so it is only meaningful when the caller is small (benchmarks/harness.py imports
+  neither jax nor torch)."""
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  out = proc.stdout.read()
+  _, status, usage = os.wait4(proc.pid, 0)
+  proc.returncode = os.waitstatus_to_exitcode(status)
+  if proc.returncode:
+    raise subprocess.CalledProcessError(proc.returncode, cmd, out)
+  return out, usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def last_value(output: str, key: str) -> float:
+  """The number on the last `key: X` line of a child's output."""
+  return float(re.findall(rf'^{key}:\s*(\S+)', output, re.M)[-1])
+
+
 def time_torch(preset: str, steps: int, warmup: int, batch: int):
-  """Runs the yardstick in a subprocess -> its step_ms_median."""
-  cmd = [sys.executable, TORCH_REFERENCE, preset, '--steps', str(steps), '--warmup',
-         str(warmup), '--batch', str(batch)]
-  out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-  return float(re.findall(r'step_ms_median:\s*([0-9.]+)', out)[-1])
+  """Runs the yardstick in a subprocess -> (its step_ms_median, its peak RSS MB)."""
+  out, peak_mb = run_child([sys.executable, TORCH_REFERENCE, preset, '--steps', str(steps),
+                            '--warmup', str(warmup), '--batch', str(batch)])
+  return last_value(out, 'step_ms_median'), peak_mb
+
+
+def time_jax_fresh(config_path: str, steps: int, warmup: int, batch: int):
+  """Runs this script (JAX only) in a fresh process -> (compile s, median step ms,
+  peak RSS MB of the whole process: imports, compilation and the steps)."""
+  out, peak_mb = run_child([sys.executable, os.path.abspath(__file__), config_path,
+                            '--steps', str(steps), '--warmup', str(warmup),
+                            '--batch', str(batch), '--no-torch'])
+  return last_value(out, 'jax_compile_s'), last_value(out, 'jax_step_ms_median'), peak_mb
 
 
 def main():
@@ -116,7 +145,9 @@ def main():
   print(f'jax_step_ms_median: {jax_ms:.3f}')
   if args.no_torch:
     return
-  torch_ms = time_torch(preset, args.steps, args.warmup, batch)
+  # Its peak RSS is left out: this process already holds jax, which run_child's
+  # figure would include (benchmarks/harness.py measures both from a small parent).
+  torch_ms, _ = time_torch(preset, args.steps, args.warmup, batch)
   print(f'torch_preset: {preset}')
   print(f'torch_step_ms_median: {torch_ms:.3f}')
   print(f'ratio_jax_over_torch: {jax_ms / torch_ms:.3f}')
