@@ -34,6 +34,15 @@ def as_steps(seq: np.ndarray, d_data: int) -> np.ndarray:
   return flat[:n * d_data].reshape(n, d_data)
 
 
+def shifted_chunk(stream: np.ndarray, index: int, tgt_len: int
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+  """Chunk `index` of a [rows, B, D] stream: x = S[k:k+L], y = S[k+1:k+L+1] with
+  k = index * L (the last chunk is shorter)."""
+  start = index * tgt_len
+  stop = min(start + tgt_len, len(stream) - 1)
+  return stream[start:stop], stream[start + 1:stop + 1]
+
+
 @dataclasses.dataclass
 class TrainStream:
   """Chunks of the concatenated, shuffled training stream, resumable at any step.
@@ -76,16 +85,7 @@ class TrainStream:
   def batch(self, step: int) -> Tuple[np.ndarray, np.ndarray]:
     """(x, y), each [L, B, D] (the last chunk of an epoch may be shorter)."""
     epoch, chunk = self.position(step)
-    stream = self.epoch_stream(epoch)
-    start = chunk * self.tgt_len
-    stop = min(start + self.tgt_len, self.num_rows - 1)
-    return stream[start:stop], stream[start + 1:stop + 1]
-
-  def iterate(self, start_step: int = 0) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-    step = start_step
-    while True:
-      yield self.batch(step)
-      step += 1
+    return shifted_chunk(self.epoch_stream(epoch), chunk, self.tgt_len)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,16 +298,7 @@ class FileStream:
     plan = self.plan(epoch)
     buffer = int(np.searchsorted(plan.ends, chunk, side='right'))
     local = chunk - (int(plan.ends[buffer - 1]) if buffer else 0)
-    stream = self.buffer_stream(epoch, buffer)
-    start = local * self.tgt_len
-    stop = min(start + self.tgt_len, int(plan.rows[buffer]) - 1)
-    return stream[start:stop], stream[start + 1:stop + 1]
-
-  def iterate(self, start_step: int = 0) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-    step = start_step
-    while True:
-      yield self.batch(step)
-      step += 1
+    return shifted_chunk(self.buffer_stream(epoch, buffer), local, self.tgt_len)
 
 
 def make_train_stream(seqs, batch_size: int, d_data: int, tgt_len: int, seed: int = 0,
