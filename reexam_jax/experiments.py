@@ -90,7 +90,7 @@ PERM_TIMIT_HIER = {
 # (flat: tgt_len 400), width 128; 600 steps of 16 x 400 samples.
 FSDD_MODEL_FLAGS = {
     'f_rnn': 'd_data=40,tgt_len=10,eval_tgt_len=10,n_layer=2',
-    'f_srnn': 'd_data=40,tgt_len=10,eval_tgt_len=10,d_mlp=128,d_lat=64',
+    'f_srnn': 'd_data=40,tgt_len=10,eval_tgt_len=10,d_mlp=128,d_lat=32',
     'rnn_hier': 'd_data=40,tgt_len=10,eval_tgt_len=10',
     'rnn_flat': 'd_data=1,tgt_len=400,eval_tgt_len=400,n_layer=2',
 }
