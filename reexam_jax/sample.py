@@ -20,6 +20,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from reexam_jax import checkpointing
+from reexam_jax import data as data_lib
 from reexam_jax import experiments
 from reexam_jax import models
 from reexam_jax import train
@@ -45,10 +46,8 @@ def load_best_params(config, workdir: str):
 
 def speech_stats(config) -> Optional[Dict[str, float]]:
   """The train mean/std (raw scale) and sample rate of a prepared speech set, else None."""
-  from reexam_jax.data import speech  # pylint: disable=g-import-not-at-top
   try:
-    data = speech.open_speech(config.dataset, config.data_dir, stride=config.stride,
-                              stride_mode=config.stride_mode)
+    data = data_lib.open_speech_dataset(config)
   except FileNotFoundError:
     return None
   return dict(mean=data.mean, std=data.std, sample_rate=data.sample_rate)

@@ -25,11 +25,23 @@ def load_dataset(config) -> Dict[str, List[np.ndarray]]:
     return midi.load_bach_chorales(config.data_dir, config.max_pieces)
   if config.dataset in SPEECH_DATASETS:
     from reexam_jax.data import speech  # pylint: disable=g-import-not-at-top
-    dataset = 'wav_folder' if config.dataset == 'fsdd' else config.dataset
-    kwargs = dict(manual_dir=config.data_dir, stride=config.stride,
-                  stride_mode=config.stride_mode, max_files=config.max_files or None)
-    prepared_dir = config.prepared_dir or config.data_dir
+    dataset, prepared_dir, kwargs = _speech_args(config)
     if config.stream_from_disk:
       return speech.open_speech(dataset, prepared_dir, **kwargs).as_dict()
     return speech.load_speech(dataset, prepared_dir, **kwargs)
   raise ValueError(f'config.dataset: unknown dataset {config.dataset!r}')
+
+
+def _speech_args(config):
+  """(builder name, prepared dir, keyword arguments) of config's speech dataset."""
+  dataset = 'wav_folder' if config.dataset == 'fsdd' else config.dataset
+  kwargs = dict(manual_dir=config.data_dir, stride=config.stride,
+                stride_mode=config.stride_mode, max_files=config.max_files or None)
+  return dataset, config.prepared_dir or config.data_dir, kwargs
+
+
+def open_speech_dataset(config):
+  """config's prepared speech dataset (lazy splits and its train statistics)."""
+  from reexam_jax.data import speech  # pylint: disable=g-import-not-at-top
+  dataset, prepared_dir, kwargs = _speech_args(config)
+  return speech.open_speech(dataset, prepared_dir, **kwargs)
