@@ -56,8 +56,8 @@ def normalised_stderr(totals: np.ndarray, num_elements: np.ndarray,
 
 
 def make_chunk_scorer(model, num_samples: int, latent_source: str) -> Callable:
-  """jit(params, x, y, mask, rng) -> (log-mean-exp importance bound summed over the
-  batch, one-sample ELBO sum, KL sum), for `num_samples` latent draws at once.
+  """jit(params, x, y, mask, rng) -> (log-sum-exp of the importance weights [B], ELBO
+  of each draw [S, B]), for `num_samples` latent draws at once.
 
   With one sample and the posterior, the bound is log p(y|z) + log p(z) - log q(z); its
   expectation is the ELBO. For deterministic models every number is the exact LL.

@@ -15,11 +15,9 @@ from typing import Any, Dict, Optional
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import numpy as np
 from scipy.io import wavfile
 
-from reexam_jax import checkpointing
 from reexam_jax import data as data_lib
 from reexam_jax import experiments
 from reexam_jax import models
@@ -28,20 +26,6 @@ from reexam_jax.data import midi
 from reexam_jax.models import sampling
 
 DEFAULT_SAMPLE_RATE = 16000  # all the paper's speech sets are 16 kHz
-
-
-def load_best_params(config, workdir: str):
-  """(model, best parameters) of workdir's latest checkpoint."""
-  model = models.build_model(config.model)
-  params = models.init_params(model, jax.random.key(config.seed), config.model.d_data)
-  state = train.TrainState(jnp.int32(0), params, train.make_optimizer(config).init(params))
-  ckpt = checkpointing.Checkpointer(workdir)
-  if ckpt.latest_step() is None:
-    ckpt.close()
-    raise FileNotFoundError(f'--workdir={workdir}: no checkpoint to sample from (train first)')
-  _, best_params, _ = ckpt.restore(state, params)
-  ckpt.close()
-  return model, best_params
 
 
 def speech_stats(config) -> Optional[Dict[str, float]]:
@@ -126,7 +110,7 @@ def sample_workdir(config, workdir: str, *, num_samples: int = 4, num_steps: int
   """
   if temperature <= 0:
     raise ValueError(f'--temperature must be > 0, got {temperature}')
-  model, params = load_best_params(config, workdir)
+  model, params, _ = train.restore_best(config, workdir)
   num_steps = num_steps or 4 * config.tgt_len
   sample_dir = sample_dir or os.path.join(workdir, 'samples')
   os.makedirs(sample_dir, exist_ok=True)

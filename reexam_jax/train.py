@@ -69,7 +69,7 @@ def make_train_step(model, optimizer, config):
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x, y, w, rng)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics.update(grad_norm=optax.tree.norm(grads), kl_weight=w, steps=jnp.float32(1))
+    metrics.update(kl_weight=w, steps=jnp.float32(1))
     return TrainState(state.step + 1, params, opt_state), metrics
 
   return jax.jit(train_step, donate_argnums=(0,))
@@ -132,19 +132,27 @@ def score_test(config, evaluator, params, seqs, eval_rng) -> Dict[str, Any]:
   return out
 
 
+def restore_best(config, workdir: str):
+  """(model, best-on-valid parameters, checkpoint record) of workdir's latest
+  checkpoint; a clear error when there is none."""
+  model = models.build_model(config.model)
+  params = models.init_params(model, jax.random.key(config.seed), config.model.d_data)
+  state = TrainState(jnp.int32(0), params, make_optimizer(config).init(params))
+  ckpt = checkpointing.Checkpointer(workdir)
+  try:
+    if ckpt.latest_step() is None:
+      raise FileNotFoundError(f'--workdir={workdir}: no checkpoint (train first)')
+    _, best_params, record = ckpt.restore(state, params)
+  finally:
+    ckpt.close()
+  return model, best_params, record
+
+
 def evaluate_checkpoint(config, workdir: str) -> Dict[str, Any]:
   """Scores the best parameters of workdir's latest checkpoint on the test set and
   writes workdir/eval_results.json."""
-  model = models.build_model(config.model)
-  init_rng, _, eval_rng = jax.random.split(jax.random.key(config.seed), 3)
-  params = models.init_params(model, init_rng, config.model.d_data)
-  optimizer = make_optimizer(config)
-  ckpt = checkpointing.Checkpointer(workdir)
-  if ckpt.latest_step() is None:
-    raise FileNotFoundError(f'--workdir={workdir}: no checkpoint to evaluate (train first)')
-  state = TrainState(jnp.int32(0), params, optimizer.init(params))
-  _, best_params, record = ckpt.restore(state, params)
-  ckpt.close()
+  model, best_params, record = restore_best(config, workdir)
+  eval_rng = jax.random.split(jax.random.key(config.seed), 3)[2]  # as in training
   data = load_dataset(config)
   results = dict(dataset=config.dataset, model=config.model.name,
                  params=models.count_params(model, best_params),
