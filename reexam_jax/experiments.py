@@ -136,6 +136,8 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
       chk_len=2,           # delta-RNN interleave: U
       d_leak=11,           # delta-RNN random: V
       split_seed=0,        # delta-RNN random: seed of the fixed split permutation
+      remat_chunk=0,       # >0: high-level LSTM activations recomputed in the backward
+                           # pass per segment of this many steps (long flat sequences)
   ))
   cfg.update(overrides)
   return cfg

@@ -183,17 +183,42 @@ def _lstm_layer_bwd(unroll, res, cts):
 _lstm_layer.defvjp(_lstm_layer_fwd, _lstm_layer_bwd)
 
 
-def lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, h0, c0, unroll: int = 1):
+def _rematerialised_layer(xs, w_ih, bias, w_hh, h0, c0, unroll, chunk):
+  """_lstm_layer over segments of `chunk` steps whose activations are recomputed in the
+  backward pass: only the (h, c) at segment boundaries are kept, so the layer's saved
+  activations shrink from 6 [T, B, H] arrays to 6 [chunk, B, H] plus 2 [T/chunk, B, H],
+  for one extra forward pass."""
+  n = xs.shape[0] // chunk
+
+  def segment(state, x_seg):  # x_seg: [chunk, B, I]
+    hs, state = _lstm_layer(x_seg, w_ih, bias, w_hh, *state, unroll)
+    return state, hs
+
+  segments = xs[:n * chunk].reshape((n, chunk) + xs.shape[1:])
+  state, hs = jax.lax.scan(jax.checkpoint(segment, prevent_cse=False), (h0, c0), segments)
+  hs = hs.reshape((n * chunk,) + hs.shape[2:])
+  if n * chunk < xs.shape[0]:  # a shorter last segment, kept as usual
+    rest, state = _lstm_layer(xs[n * chunk:], w_ih, bias, w_hh, *state, unroll)
+    hs = jnp.concatenate([hs, rest], axis=0)
+  return hs, state
+
+
+def lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, h0, c0, unroll: int = 1, remat_chunk: int = 0):
   """One nn.LSTM layer, xs [T, ..., I] -> ([T, ..., H], final (h, c) [..., H]).
 
   The input projection is one [T*B, I] x [I, 4H] matmul outside the recurrence, and its
   gradients (dx, dW_ih, db) are single large matmuls/reductions in the custom VJP.
   Batch dimensions between T and the features are flattened for the scan.
+  remat_chunk > 0 trades one extra forward pass for activation memory on long sequences
+  (see _rematerialised_layer); the gradients are the same.
   """
   t, batch, hid = xs.shape[0], xs.shape[1:-1], w_hh.shape[1]
   flat = lambda a: a.reshape((-1, hid))
-  hs, (h, c) = _lstm_layer(xs.reshape((t, -1, xs.shape[-1])), w_ih, b_ih + b_hh, w_hh,
-                           flat(h0), flat(c0), unroll)
+  run = _lstm_layer
+  if 0 < remat_chunk < t:
+    run = functools.partial(_rematerialised_layer, chunk=remat_chunk)
+  hs, (h, c) = run(xs.reshape((t, -1, xs.shape[-1])), w_ih, b_ih + b_hh, w_hh,
+                   flat(h0), flat(c0), unroll)
   return hs.reshape((t,) + batch + (hid,)), (h.reshape(batch + (hid,)),
                                              c.reshape(batch + (hid,)))
 
@@ -204,6 +229,7 @@ class LSTMLayer(nn.Module):
   hidden: int
   orthogonal_hh: bool = True
   unroll: int = 1
+  remat_chunk: int = 0  # > 0: recompute activations in segments of this many steps
 
   @nn.compact
   def __call__(self, xs, initial_state=None):
@@ -226,7 +252,8 @@ class LSTMLayer(nn.Module):
     if structured:
       return lstm_recurrence(xs.project(w_ih) + (b_ih + b_hh), w_hh, *initial_state,
                              unroll=self.unroll)
-    return lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, *initial_state, unroll=self.unroll)
+    return lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, *initial_state, unroll=self.unroll,
+                      remat_chunk=self.remat_chunk)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,6 +274,7 @@ class LSTM(nn.Module):
   num_layers: int = 1
   dropout: float = 0.0
   orthogonal_hh: bool = True
+  remat_chunk: int = 0  # see lstm_layer
 
   @nn.compact
   def __call__(self, xs, *, deterministic: bool, initial_states=None):
@@ -259,7 +287,8 @@ class LSTM(nn.Module):
       if layer > 0:
         xs = nn.Dropout(self.dropout)(xs, deterministic=deterministic)
       state = None if initial_states is None else initial_states[layer]
-      xs, _ = LSTMLayer(self.hidden, self.orthogonal_hh, name=f'layer_{layer}')(xs, state)
+      xs, _ = LSTMLayer(self.hidden, self.orthogonal_hh, remat_chunk=self.remat_chunk,
+                        name=f'layer_{layer}')(xs, state)
     return xs
 
 

@@ -68,10 +68,10 @@ def build_model(cfg) -> SequenceModel:
                      f'choose one of {sorted(MODELS)}')
   core_name, output_name = MODELS[cfg.name]
   if core_name == 'rnn':
-    core = cores.RNNCore(cfg.d_rnn, cfg.d_emb, cfg.n_layer, cfg.dropout)
+    core = cores.RNNCore(cfg.d_rnn, cfg.d_emb, cfg.n_layer, cfg.dropout, cfg.remat_chunk)
   else:
     core = cores.SRNNCore(cfg.d_rnn, cfg.d_emb, cfg.d_lat, cfg.d_mlp, cfg.n_layer,
-                          cfg.dropout)
+                          cfg.dropout, cfg.remat_chunk)
   # Heads of models whose core leaves h undropped apply the model's dropout to h.
   input_dropout = 0.0 if core.output_dropped else cfg.dropout
   n_mix = cfg.n_mix if core_name == 'rnn' else 1  # SRNN outputs are one Gaussian (§2.2)

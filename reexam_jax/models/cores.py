@@ -25,6 +25,7 @@ class RNNCore(nn.Module):
   d_emb: int
   n_layer: int = 1
   dropout: float = 0.0
+  remat_chunk: int = 0  # LSTM activations recomputed per segment of this many steps
   output_dropped = False
 
   @nn.compact
@@ -32,7 +33,8 @@ class RNNCore(nn.Module):
     del y, latent_source  # the deterministic core never sees targets
     emb = layers.InputEmbedding(self.d_emb, self.dropout, name='inp_emb')(
         x, deterministic=deterministic)
-    h = layers.LSTM(self.d_rnn, self.n_layer, self.dropout, name='rnn')(
+    h = layers.LSTM(self.d_rnn, self.n_layer, self.dropout, remat_chunk=self.remat_chunk,
+                    name='rnn')(
         emb, deterministic=deterministic)  # [T, B, H]
     zeros = jnp.zeros(h.shape[:-1], h.dtype)
     return dict(h=h, kl=zeros, log_ratio=zeros)
@@ -54,12 +56,14 @@ class SRNNCore(nn.Module):
   d_mlp: int = 0  # 0: single linear prior/posterior (MIDI); >0: one LReLU hidden layer
   n_layer: int = 1
   dropout: float = 0.0
+  remat_chunk: int = 0  # LSTM activations recomputed per segment of this many steps
   output_dropped = True
 
   @nn.compact
   def __call__(self, x, y, *, deterministic: bool, latent_source: str = 'posterior'):
     inp_emb = layers.InputEmbedding(self.d_emb, self.dropout, name='inp_emb')
-    lstm = lambda name: layers.LSTM(self.d_rnn, self.n_layer, self.dropout, name=name)
+    lstm = lambda name, n_layer=self.n_layer, dropout=self.dropout: layers.LSTM(
+        self.d_rnn, n_layer, dropout, remat_chunk=self.remat_chunk, name=name)
     fwd = lstm('fwd_rnn')(inp_emb(x, deterministic=deterministic),
                           deterministic=deterministic)  # [T, B, H]
     bwd = lstm('bwd_rnn')(inp_emb(y, deterministic=deterministic)[::-1],
@@ -83,7 +87,7 @@ class SRNNCore(nn.Module):
     eps = jax.random.normal(self.make_rng('latent'), mu_s.shape, mu_s.dtype)
     z = mu_s + jnp.exp(0.5 * logvar_s) * eps  # [T, B, Z]
 
-    h = layers.LSTM(self.d_rnn, 1, name='lat_rnn')(
+    h = lstm('lat_rnn', 1, 0.0)(
         jnp.concatenate([fwd, z], axis=-1), deterministic=deterministic)
     h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
 
