@@ -74,8 +74,11 @@ def make_chunk_scorer(model, num_samples: int, latent_source: str) -> Callable:
   @jax.jit
   def score(params, x, y, mask, rng):
     keys = jax.random.split(rng, num_samples)
-    log_w, elbo = jax.vmap(one_sample, in_axes=(None, None, None, None, 0))(
-        params, x, y, mask, keys)  # [S, B]
+    # Reported likelihoods use true float32 matmuls, whatever the training precision
+    # and the platform's default (TF32 on recent GPUs).
+    with jax.default_matmul_precision('highest'):
+      log_w, elbo = jax.vmap(one_sample, in_axes=(None, None, None, None, 0))(
+          params, x, y, mask, keys)  # [S, B]
     return jax.nn.logsumexp(log_w, axis=0), elbo  # [B], [S, B]
   return score
 

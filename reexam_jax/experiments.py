@@ -138,6 +138,8 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
       split_seed=0,        # delta-RNN random: seed of the fixed split permutation
       remat_chunk=0,       # >0: high-level LSTM activations recomputed in the backward
                            # pass per segment of this many steps (long flat sequences)
+      lstm_impl='scan',    # high-level LSTMs: 'scan' (any device) or 'cudnn' (CUDA GPUs,
+                           # jax.experimental.rnn; same numbers, tests/test_gpu_paths.py)
   ))
   cfg.update(overrides)
   return cfg
@@ -194,6 +196,10 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
   config.learning_rate = 1e-3            # Adam
   config.end_learning_rate = 1e-6        # cosine decay target
   config.grad_clip = 0.5                 # global-norm clipping
+  # Training matmuls: 'default' (the platform's: float32 on CPU, TF32 on recent GPUs),
+  # 'highest' (true float32) or a jax.lax.DotAlgorithmPreset name such as
+  # 'BF16_BF16_F32' (mixed precision). Evaluation always uses true float32.
+  config.matmul_precision = 'default'
   config.kl_init = 0.2                   # KL weight at step 1 (latent models)
   config.kl_increment = kl_increment     # KL weight added per step, capped at 1
   config.loss_elements = 88 if domain == 'midi' else 1  # training loss per this many elements

@@ -10,6 +10,7 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
+from jax.experimental import rnn as jax_rnn
 import jax.numpy as jnp
 
 from reexam_jax import likelihoods
@@ -223,6 +224,29 @@ def lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, h0, c0, unroll: int = 1, remat_chunk:
                                              c.reshape(batch + (hid,)))
 
 
+def pack_cudnn_weights(w_ih, w_hh, b_ih, b_hh):
+  """PyTorch-layout weights of one layer -> the flat vector jax.experimental.rnn takes
+  (W_ih, W_hh, b_ih, b_hh, each row-major; the inverse of its unpack_lstm_weights)."""
+  return jnp.concatenate([w_ih.ravel(), w_hh.ravel(), b_ih, b_hh])
+
+
+def cudnn_lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, h0, c0):
+  """lstm_layer through cuDNN (jax.experimental.rnn.lstm; CUDA GPUs only), same
+  arguments and results. cuDNN is batch-major, so xs is transposed around the call."""
+  t, batch, hid = xs.shape[0], xs.shape[1:-1], w_hh.shape[1]
+  x = jnp.swapaxes(xs.reshape((t, -1, xs.shape[-1])), 0, 1)  # [B, T, I]
+  ys, h, c = jax_rnn.lstm(
+      x, h0.reshape((1, -1, hid)), c0.reshape((1, -1, hid)),
+      pack_cudnn_weights(w_ih, w_hh, b_ih, b_hh),
+      jnp.full((x.shape[0],), t, jnp.int32), input_size=x.shape[-1], hidden_size=hid,
+      num_layers=1, dropout=0.0, bidirectional=False)
+  return (jnp.swapaxes(ys, 0, 1).reshape((t,) + batch + (hid,)),
+          (h[0].reshape(batch + (hid,)), c[0].reshape(batch + (hid,))))
+
+
+LSTM_IMPLS = ('scan', 'cudnn')
+
+
 class LSTMLayer(nn.Module):
   """One nn.LSTM layer: W_ih [4H, I], W_hh [4H, H], b_ih and b_hh [4H], all U(±1/sqrt(H));
   W_hh re-initialised orthogonally when `orthogonal_hh` (spec §1.1)."""
@@ -230,6 +254,7 @@ class LSTMLayer(nn.Module):
   orthogonal_hh: bool = True
   unroll: int = 1
   remat_chunk: int = 0  # > 0: recompute activations in segments of this many steps
+  impl: str = 'scan'    # 'scan' (lstm_layer, any device) | 'cudnn' (CUDA GPUs)
 
   @nn.compact
   def __call__(self, xs, initial_state=None):
@@ -252,6 +277,8 @@ class LSTMLayer(nn.Module):
     if structured:
       return lstm_recurrence(xs.project(w_ih) + (b_ih + b_hh), w_hh, *initial_state,
                              unroll=self.unroll)
+    if self.impl == 'cudnn':
+      return cudnn_lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, *initial_state)
     return lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, *initial_state, unroll=self.unroll,
                       remat_chunk=self.remat_chunk)
 
@@ -275,6 +302,7 @@ class LSTM(nn.Module):
   dropout: float = 0.0
   orthogonal_hh: bool = True
   remat_chunk: int = 0  # see lstm_layer
+  impl: str = 'scan'    # see LSTMLayer
 
   @nn.compact
   def __call__(self, xs, *, deterministic: bool, initial_states=None):
@@ -288,7 +316,7 @@ class LSTM(nn.Module):
         xs = nn.Dropout(self.dropout)(xs, deterministic=deterministic)
       state = None if initial_states is None else initial_states[layer]
       xs, _ = LSTMLayer(self.hidden, self.orthogonal_hh, remat_chunk=self.remat_chunk,
-                        name=f'layer_{layer}')(xs, state)
+                        impl=self.impl, name=f'layer_{layer}')(xs, state)
     return xs
 
 

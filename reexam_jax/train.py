@@ -47,13 +47,28 @@ def kl_weight(config, step):
   return jnp.minimum(1.0, config.kl_init + step * config.kl_increment)
 
 
+MATMUL_PRECISIONS = ('default', 'high', 'highest', 'bfloat16', 'tensorfloat32', 'float32')
+
+
+def _check_matmul_precision(value: str) -> None:
+  if value not in MATMUL_PRECISIONS and value not in jax.lax.DotAlgorithmPreset.__members__:
+    raise ValueError(
+        f'--config.matmul_precision={value!r}: choose one of {list(MATMUL_PRECISIONS)} '
+        f'or a jax.lax.DotAlgorithmPreset name such as BF16_BF16_F32')
+
+
 def make_train_step(model, optimizer, config):
   """train_step(state, x, y, rng) -> (state, metrics); x, y: [T, B, D].
 
   The loss is the reference's: mean over (T, B) of the NLL and KL summed over the step,
   times loss_elements / D (per sample for speech, per 88-note step for MIDI). Metrics
-  are sums with their denominators, reduced on the host.
+  are sums with their denominators, reduced on the host. Every matmul of the forward
+  and backward pass uses `config.matmul_precision` (e.g. 'BF16_BF16_F32': bfloat16
+  operands, float32 accumulation, for GPU/TPU tensor cores); parameters, optimiser state
+  and element-wise work stay float32.
   """
+  _check_matmul_precision(config.matmul_precision)
+
   def loss_fn(params, x, y, w, rng):
     dropout_rng, latent_rng = jax.random.split(rng)
     out = model.apply({'params': params}, x, y, deterministic=False,
@@ -66,7 +81,8 @@ def make_train_step(model, optimizer, config):
   def train_step(state, x, y, rng):
     rng = jax.random.fold_in(rng, state.step)
     w = kl_weight(config, state.step)
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x, y, w, rng)
+    with jax.default_matmul_precision(config.matmul_precision):
+      grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x, y, w, rng)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics.update(kl_weight=w, steps=jnp.float32(1))

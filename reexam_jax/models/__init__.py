@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from reexam_jax import layers
 from reexam_jax.models import cores
 from reexam_jax.models import outputs
 
@@ -61,17 +62,31 @@ def is_latent(name: str) -> bool:
   return MODELS[name][0] == 'srnn'
 
 
+def _check_lstm_impl(cfg) -> None:
+  if cfg.lstm_impl not in layers.LSTM_IMPLS:
+    raise ValueError(f'config.model.lstm_impl: {cfg.lstm_impl!r} is not one of '
+                     f'{layers.LSTM_IMPLS}')
+  if cfg.lstm_impl == 'cudnn':
+    if jax.default_backend() != 'gpu':
+      raise ValueError("config.model.lstm_impl='cudnn' needs a CUDA GPU; this JAX runs on "
+                       f"{jax.default_backend()!r} (use the default 'scan')")
+    if cfg.remat_chunk:
+      raise ValueError("config.model.remat_chunk applies to lstm_impl='scan' only")
+
+
 def build_model(cfg) -> SequenceModel:
   """Builds the model named by `cfg.name` from a model ConfigDict (see configs)."""
   if cfg.name not in MODELS:
     raise ValueError(f'config.model.name: unknown model {cfg.name!r}; '
                      f'choose one of {sorted(MODELS)}')
+  _check_lstm_impl(cfg)
   core_name, output_name = MODELS[cfg.name]
   if core_name == 'rnn':
-    core = cores.RNNCore(cfg.d_rnn, cfg.d_emb, cfg.n_layer, cfg.dropout, cfg.remat_chunk)
+    core = cores.RNNCore(cfg.d_rnn, cfg.d_emb, cfg.n_layer, cfg.dropout, cfg.remat_chunk,
+                         cfg.lstm_impl)
   else:
     core = cores.SRNNCore(cfg.d_rnn, cfg.d_emb, cfg.d_lat, cfg.d_mlp, cfg.n_layer,
-                          cfg.dropout, cfg.remat_chunk)
+                          cfg.dropout, cfg.remat_chunk, cfg.lstm_impl)
   # Heads of models whose core leaves h undropped apply the model's dropout to h.
   input_dropout = 0.0 if core.output_dropped else cfg.dropout
   n_mix = cfg.n_mix if core_name == 'rnn' else 1  # SRNN outputs are one Gaussian (§2.2)

@@ -26,6 +26,7 @@ class RNNCore(nn.Module):
   n_layer: int = 1
   dropout: float = 0.0
   remat_chunk: int = 0  # LSTM activations recomputed per segment of this many steps
+  lstm_impl: str = 'scan'  # 'scan' | 'cudnn' (layers.LSTMLayer)
   output_dropped = False
 
   @nn.compact
@@ -34,7 +35,7 @@ class RNNCore(nn.Module):
     emb = layers.InputEmbedding(self.d_emb, self.dropout, name='inp_emb')(
         x, deterministic=deterministic)
     h = layers.LSTM(self.d_rnn, self.n_layer, self.dropout, remat_chunk=self.remat_chunk,
-                    name='rnn')(
+                    impl=self.lstm_impl, name='rnn')(
         emb, deterministic=deterministic)  # [T, B, H]
     zeros = jnp.zeros(h.shape[:-1], h.dtype)
     return dict(h=h, kl=zeros, log_ratio=zeros)
@@ -57,13 +58,15 @@ class SRNNCore(nn.Module):
   n_layer: int = 1
   dropout: float = 0.0
   remat_chunk: int = 0  # LSTM activations recomputed per segment of this many steps
+  lstm_impl: str = 'scan'  # 'scan' | 'cudnn' (layers.LSTMLayer)
   output_dropped = True
 
   @nn.compact
   def __call__(self, x, y, *, deterministic: bool, latent_source: str = 'posterior'):
     inp_emb = layers.InputEmbedding(self.d_emb, self.dropout, name='inp_emb')
     lstm = lambda name, n_layer=self.n_layer, dropout=self.dropout: layers.LSTM(
-        self.d_rnn, n_layer, dropout, remat_chunk=self.remat_chunk, name=name)
+        self.d_rnn, n_layer, dropout, remat_chunk=self.remat_chunk, impl=self.lstm_impl,
+        name=name)
     fwd = lstm('fwd_rnn')(inp_emb(x, deterministic=deterministic),
                           deterministic=deterministic)  # [T, B, H]
     bwd = lstm('bwd_rnn')(inp_emb(y, deterministic=deterministic)[::-1],

@@ -1,0 +1,70 @@
+"""Training matmul precision (config.matmul_precision): it reaches every matmul of the
+forward and backward pass, including the custom-VJP LSTM's, evaluation stays true
+float32, and a bad value is named. The speed-up itself needs tensor cores; on CPU XLA
+computes BF16_BF16_F32 dots in float32, so the numerical comparison runs on GPUs only."""
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from reexam_jax import evaluate, experiments, models, train
+
+DOT = re.compile(r'stablehlo\.dot_general[^\n]*')
+
+
+def _setup(model_name, **overrides):
+  arg = dict(d_rnn=16, d_emb=16, d_lat=8, d_data=6, batch_size=2, tgt_len=5)
+  arg.update(overrides)
+  config = experiments.get_config('nottingham', model_name,
+                                  ','.join(f'{k}={v}' for k, v in arg.items()))
+  model = models.build_model(config.model)
+  params = models.init_params(model, jax.random.key(0), config.model.d_data)
+  x = (np.random.default_rng(0).random((6, 2, 6)) < 0.3).astype(np.float32)
+  return config, model, params, x
+
+
+def _train_step_dots(model_name, precision):
+  config, model, params, x = _setup(model_name, matmul_precision=repr(precision))
+  optimizer = train.make_optimizer(config)
+  state = train.TrainState(jnp.int32(0), params, optimizer.init(params))
+  step = train.make_train_step(model, optimizer, config)
+  return DOT.findall(step.lower(state, x[:-1], x[1:], jax.random.key(1)).as_text())
+
+
+@pytest.mark.parametrize('model_name', ['f_rnn', 'srnn_hier', 'rnn_flat'])
+def test_precision_reaches_every_training_matmul(model_name):
+  dots = _train_step_dots(model_name, 'BF16_BF16_F32')
+  assert len(dots) >= 6  # forward and backward matmuls of the LSTMs and heads
+  bf16 = 'lhs_precision_type = bf16, rhs_precision_type = bf16, accumulation_type = f32'
+  assert all(bf16 in d for d in dots), [d for d in dots if bf16 not in d][:2]
+  assert not any(bf16 in d for d in _train_step_dots(model_name, 'default'))
+
+
+def test_evaluation_matmuls_are_true_float32():
+  config, model, params, x = _setup('f_srnn', matmul_precision="'BF16_BF16_F32'")
+  score = evaluate.make_chunk_scorer(model, 2, 'posterior')
+  mask = np.ones(x.shape[1:2], np.float32)[None].repeat(5, 0)
+  dots = DOT.findall(score.lower(params, x[:-1], x[1:], mask, jax.random.key(0)).as_text())
+  assert dots and all('precision = [HIGHEST, HIGHEST]' in d for d in dots)
+
+
+def test_unknown_precision_is_named():
+  config, model, _, _ = _setup('f_rnn', matmul_precision="'bf16'")
+  with pytest.raises(ValueError, match='--config.matmul_precision'):
+    train.make_train_step(model, train.make_optimizer(config), config)
+
+
+@pytest.mark.skipif(jax.default_backend() != 'gpu', reason='bfloat16 tensor cores: GPU only')
+def test_bf16_training_loss_close_to_float32():
+  losses = {}
+  for precision in ('highest', 'BF16_BF16_F32'):
+    config, model, params, x = _setup('f_rnn', matmul_precision=repr(precision), d_rnn=256)
+    optimizer = train.make_optimizer(config)
+    state = train.TrainState(jnp.int32(0), params, optimizer.init(params))
+    _, metrics = train.make_train_step(model, optimizer, config)(
+        state, x[:-1], x[1:], jax.random.key(1))
+    losses[precision] = float(metrics['loss'])
+  assert losses['BF16_BF16_F32'] != losses['highest']  # the setting took effect
+  assert losses['BF16_BF16_F32'] == pytest.approx(losses['highest'], rel=2e-2)
