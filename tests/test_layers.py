@@ -621,3 +621,32 @@ def test_input_embedding_is_dense_then_dropout():
   kept = out != 0
   assert 0.2 < kept.mean() < 0.8
   np.testing.assert_allclose(out[kept], 2 * lin[kept], rtol=1e-5)
+
+
+@pytest.mark.parametrize('keep', [0.5, 0.75, 0.9375, 0.3])
+def test_bernoulli_mask_is_bernoulli(keep):
+  """Rate, independence of neighbours (which share a random word) and odd sizes. 0.3
+  has no exact k-bit form and takes jax.random.bernoulli."""
+  shape = (1001, 37)  # 37,037 elements: not a multiple of any fields-per-word count
+  mask = np.asarray(layers.bernoulli_mask(jax.random.key(3), keep, shape)).ravel()
+  n = mask.size
+  assert mask.shape == (n,) and n == 37037
+  # the kept count is Binomial(n, keep): a two-sided test at the 1e-4 level
+  assert stats.binomtest(int(mask.sum()), n, keep).pvalue > 1e-4
+  # neighbours in the flattened order are independent: P(both kept) = keep^2
+  both = int((mask[:-1] & mask[1:]).sum())
+  assert stats.binomtest(both, n - 1, keep * keep).pvalue > 1e-4
+  # a different key gives a different mask
+  other = np.asarray(layers.bernoulli_mask(jax.random.key(4), keep, shape)).ravel()
+  assert (other != mask).any()
+
+
+def test_dropout_scales_kept_values_and_is_identity_when_deterministic():
+  x = jnp.arange(1, 4097, dtype=jnp.float32).reshape(64, 64)
+  drop = layers.Dropout(0.5)
+  assert (drop.apply({}, x, deterministic=True) == x).all()
+  out = np.asarray(drop.apply({}, x, deterministic=False,
+                              rngs={'dropout': jax.random.key(0)}))
+  kept = out != 0
+  np.testing.assert_array_equal(out[kept], 2 * np.asarray(x)[kept])
+  assert 0.45 < kept.mean() < 0.55

@@ -92,7 +92,7 @@ class SRNNCore(nn.Module):
 
     h = lstm('lat_rnn', 1, 0.0)(
         jnp.concatenate([fwd, z], axis=-1), deterministic=deterministic)
-    h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+    h = layers.Dropout(self.dropout)(h, deterministic=deterministic)
 
     kl = likelihoods.diag_gaussian_kl(mu_q, logvar_q, mu_p, logvar_p).sum(-1)
     log_ratio = (likelihoods.diag_gaussian_log_prob(z, mu_p, logvar_p)

@@ -29,7 +29,7 @@ class Factorised(nn.Module):
 
   @nn.compact
   def __call__(self, h, y, *, deterministic: bool):
-    h = nn.Dropout(self.input_dropout)(h, deterministic=deterministic)
+    h = layers.Dropout(self.input_dropout)(h, deterministic=deterministic)
     return layers.make_head(self.head, self.d_data, self.n_mix, name='crit')(h, y)
 
 
@@ -64,7 +64,7 @@ class HierLSTM(nn.Module):
     bias = self.param('emb_low_bias', layers.uniform(bound), (self.d_emb,))
     y_elems = y.reshape(t * b, d).T  # [D, T*B]
     h = h.reshape(t * b, -1)  # [T*B, H]
-    drop = lambda v: nn.Dropout(self.dropout)(v, deterministic=deterministic)
+    drop = lambda v: layers.Dropout(self.dropout)(v, deterministic=deterministic)
     if deterministic or self.dropout == 0.0 or self.dropout_per == 'step':
       keep_e = drop(jnp.ones((t * b, self.d_emb), y.dtype))  # scaled 0/(1/(1-p)) masks
       ctx = drop(h)
@@ -96,7 +96,7 @@ class HierLSTM(nn.Module):
         initial_states=states)  # [D, T*B, H]
     first = jnp.broadcast_to(init_h[-1], (1, t * b, self.d_rnn))
     out = jnp.concatenate([first, out[:-1]], axis=0)  # predictor of element i: [D, T*B, H]
-    out = nn.Dropout(self.dropout)(out, deterministic=deterministic)
+    out = layers.Dropout(self.dropout)(out, deterministic=deterministic)
     out = out.swapaxes(0, 1).reshape(t, b, d, self.d_rnn)
 
     if self.head == 'bernoulli':  # MIDI: one Bernoulli head shared by all positions
@@ -140,12 +140,12 @@ class HierMADE(nn.Module):
   def _norm_act_drop(self, a, deterministic, name):
     axes = (-2, -1) if self.joint_layernorm else (-1,)
     a = nn.LayerNorm(epsilon=1e-5, reduction_axes=axes, feature_axes=(-2, -1), name=name)(a)
-    return nn.Dropout(self.dropout)(nn.relu(a), deterministic=deterministic)
+    return layers.Dropout(self.dropout)(nn.relu(a), deterministic=deterministic)
 
   @nn.compact
   def __call__(self, h, y, *, deterministic: bool):
     d, k = self.d_data, self.d_nade
-    h = nn.Dropout(self.input_dropout)(h, deterministic=deterministic)
+    h = layers.Dropout(self.input_dropout)(h, deterministic=deterministic)
     u = jnp.concatenate([h, y[..., :d - 1]], axis=-1)  # [T, B, H+D-1]
     mask = jnp.asarray(made_mask(d, h.shape[-1]))[:, :, None, None]
     w0 = self.param('w0', layers.torch_kaiming_uniform, (d, u.shape[-1], k, 1))
@@ -192,7 +192,7 @@ class DeltaSplit(nn.Module):
   @nn.compact
   def __call__(self, h, y, *, deterministic: bool):
     leak, rest = np.asarray(self.leak), np.asarray(self.rest)
-    drop = lambda v: nn.Dropout(self.dropout)(v, deterministic=deterministic)
+    drop = lambda v: layers.Dropout(self.dropout)(v, deterministic=deterministic)
     y_leak, y_rest = y[..., leak], y[..., rest]
     lp_leak = layers.make_head(self.head, len(leak), self.n_mix, name='crit_leak')(
         drop(h), y_leak)
