@@ -44,6 +44,7 @@ SETS = {
         Row('configs/nottingham_rnn_hier.py:low_dropout=step', **SLOW),
         Row('configs/nottingham_srnn_hier.py', **SLOW),
         Row('configs/nottingham_rnn_flat.py', **SLOW),
+        Row('configs/nottingham_rnn_flat.py:remat_chunk=400', **SLOW),  # memory option
         Row('configs/nottingham_delta_rnn_random.py'),
     ],
     # Reduced batches: the yardstick's speech hier needs ~0.5 GB of RAM per batch row.
@@ -56,7 +57,7 @@ SETS['all'] = SETS['midi'] + SETS['speech']
 
 COLUMNS = ('config', 'batch', 'compile s', 'ours ms', 'torch ms', 'ratio', 'ours seq/s',
            'model GFLOP/step', 'achieved GFLOP/s', '% of peak', 'our peak MB',
-           'torch peak MB')
+           'XLA temp MB', 'torch peak MB')
 
 MATMUL_N = 2048  # peak probe: float32 [N, N] x [N, N]
 PEAK_REPS = 10
@@ -111,15 +112,16 @@ def bench_row(row: Row, peak: float, with_torch: bool, torch_cache: dict) -> dic
   config = step_time.load_config(row.config)
   batch = row.batch or config.batch_size
   count = flops.train_step_flops(config, batch)
-  compile_s, ours_ms, ours_mb = step_time.time_jax_fresh(row.config, row.steps, row.warmup,
-                                                         batch)
+  compile_s, ours_ms, ours_mb, temp_mb = step_time.time_jax_fresh(
+      row.config, row.steps, row.warmup, batch)
   cells = {'config': f'`{os.path.basename(row.config)}`', 'batch': batch,
            'compile s': f'{compile_s:.1f}', 'ours ms': f'{ours_ms:.1f}',
            'ours seq/s': f'{1e3 * batch / ours_ms:.1f}',
            'model GFLOP/step': f'{count["total"] / 1e9:.2f}',
            'achieved GFLOP/s': f'{count["total"] / ours_ms / 1e6:.1f}',
            '% of peak': f'{100 * count["total"] / ours_ms / 1e6 / peak:.1f}',
-           'our peak MB': f'{ours_mb:.0f}', 'torch ms': '-', 'ratio': '-',
+           'our peak MB': f'{ours_mb:.0f}', 'XLA temp MB': f'{temp_mb:.0f}',
+           'torch ms': '-', 'ratio': '-',
            'torch peak MB': '-'}
   notes = []
   if count['executed'] != count['total']:
