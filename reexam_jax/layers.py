@@ -83,6 +83,8 @@ class Dropout(nn.Module):
   def __call__(self, x, *, deterministic: bool):
     if deterministic or self.rate == 0.0:
       return x
+    if self.rate == 1.0:  # x / keep would put NaNs into the gradient
+      return jnp.zeros_like(x)
     keep = 1.0 - self.rate
     mask = bernoulli_mask(self.make_rng('dropout'), keep, x.shape)
     return jnp.where(mask, x / keep, jnp.zeros_like(x))
