@@ -1,7 +1,7 @@
 """Benchmarks the paper's MIDI and speech models against the PyTorch yardstick and the
 machine's dense-matmul peak, and writes a markdown table.
 
-  python benchmarks/harness.py [--set midi|speech|all] [--steps N] [--warmup W]
+  python benchmarks/harness.py [--set midi|speech|bf16|all] [--steps N] [--warmup W]
       [--row 'CONFIG[:ARG][@batch=B,steps=N,warmup=W]' ...] [--no-torch]
       [--out benchmarks/results.md]
 
@@ -53,13 +53,19 @@ SETS = {
         Row('configs/timit_rnn_hier.py', batch=1, **SLOW),
     ],
 }
-SETS['all'] = SETS['midi'] + SETS['speech']
+# Mixed precision (bfloat16 matmul operands, float32 accumulation) against the
+# yardstick's float32: what a CPU user gains by opting in.
+BF16 = ':matmul_precision=BF16_BF16_F32'
+SETS['bf16'] = [dataclasses.replace(row, config=row.config + (',' if ':' in row.config else ':')
+                                    + BF16[1:])
+                for row in SETS['midi'] + SETS['speech'] if 'remat' not in row.config]
+SETS['all'] = SETS['midi'] + SETS['speech'] + SETS['bf16']
 
 COLUMNS = ('config', 'batch', 'compile s', 'ours ms', 'torch ms', 'ratio', 'ours seq/s',
            'model GFLOP/step', 'achieved GFLOP/s', '% of peak', 'our peak MB',
            'XLA temp MB', 'torch peak MB')
 
-MATMUL_N = 2048  # peak probe: float32 [N, N] x [N, N]
+MATMUL_N = 2048  # peak probe: [N, N] x [N, N], float32 and bfloat16 operands
 PEAK_REPS = 10
 
 
@@ -76,8 +82,9 @@ def parse_row(spec: str) -> Row:
 
 
 def measure_peak() -> None:
-  """Prints the median GFLOP/s of a float32 matmul in jax and in numpy (this runs in
-  a child process, so that the parent stays small for the RSS figures)."""
+  """Prints the median GFLOP/s of a float32 matmul in jax and in numpy, and of a jax
+  matmul of bfloat16 operands with float32 accumulation (this runs in a child process,
+  so that the parent stays small for the RSS figures)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -86,8 +93,11 @@ def measure_peak() -> None:
   a, b = (rng.standard_normal((MATMUL_N, MATMUL_N), np.float32) for _ in range(2))
   ja, jb = jnp.asarray(a), jnp.asarray(b)
   matmul = jax.jit(jnp.matmul)
+  ja16, jb16 = ja.astype(jnp.bfloat16), jb.astype(jnp.bfloat16)
+  matmul16 = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32))
   for name, run in (('jax', lambda: matmul(ja, jb).block_until_ready()),
-                    ('numpy', lambda: a @ b)):
+                    ('numpy', lambda: a @ b),
+                    ('jax_bf16', lambda: matmul16(ja16, jb16).block_until_ready())):
     run(), run()  # compile / warm up
     times = []
     for _ in range(PEAK_REPS):
@@ -100,16 +110,19 @@ def measure_peak() -> None:
 
 
 def peak_gflops():
-  """-> (jax GFLOP/s, numpy GFLOP/s, versions line), measured in a fresh process."""
+  """-> (jax, numpy, jax bfloat16 GFLOP/s, versions line), measured in a fresh process."""
   out, _ = step_time.run_child([sys.executable, os.path.abspath(__file__), '--peak-only'])
   versions = [l for l in out.splitlines() if l.startswith('versions:')][-1]
   return (step_time.last_value(out, 'jax_matmul_gflops'),
-          step_time.last_value(out, 'numpy_matmul_gflops'), versions[len('versions: '):])
+          step_time.last_value(out, 'numpy_matmul_gflops'),
+          step_time.last_value(out, 'jax_bf16_matmul_gflops'), versions[len('versions: '):])
 
 
-def bench_row(row: Row, peak: float, with_torch: bool, torch_cache: dict) -> dict:
-  """Measures one row -> table cells (and notes for the footer)."""
+def bench_row(row: Row, peaks: dict, with_torch: bool, torch_cache: dict) -> dict:
+  """Measures one row -> table cells (and notes for the footer); % of peak against the
+  peak of the row's matmul operand type (peaks: {'float32': ..., 'bfloat16': ...})."""
   config = step_time.load_config(row.config)
+  peak = peaks['bfloat16' if config.matmul_precision == 'BF16_BF16_F32' else 'float32']
   batch = row.batch or config.batch_size
   count = flops.train_step_flops(config, batch)
   compile_s, ours_ms, ours_mb, temp_mb = step_time.time_jax_fresh(
@@ -183,14 +196,16 @@ def main():
   for row in rows:
     row.steps = args.steps if args.steps is not None else row.steps
     row.warmup = args.warmup if args.warmup is not None else row.warmup
-  jax_peak, numpy_peak, versions = peak_gflops()
-  peak = max(jax_peak, numpy_peak)
+  jax_peak, numpy_peak, bf16_peak, versions = peak_gflops()
+  peaks = dict(float32=max(jax_peak, numpy_peak), bfloat16=bf16_peak)
   header = [
       f'# Training-step benchmark ({datetime.date.today()}, set {set_name or "--row only"})', '',
       f'- Machine: {cpu_model()}, {len(os.sched_getaffinity(0))} usable cores; '
       f'{versions}.',
       f'- Peak: float32 {MATMUL_N}x{MATMUL_N} matmul, median of {PEAK_REPS}: jax '
-      f'{jax_peak:.1f}, numpy {numpy_peak:.1f} GFLOP/s; % of peak uses the max.',
+      f'{jax_peak:.1f}, numpy {numpy_peak:.1f} GFLOP/s; % of peak uses the max '
+      f'(rows with matmul_precision=BF16_BF16_F32: the jax bfloat16-operand matmul, '
+      f'{bf16_peak:.1f} GFLOP/s).',
       '- ours/torch ms: median step (forward, backward, clip, Adam) on random batches; '
       'compile s: first call of the jitted step. Steps (warm-up) per row: '
       + ', '.join(f'{os.path.basename(r.config)} {r.steps} ({r.warmup})' for r in rows)
@@ -206,7 +221,7 @@ def main():
   for row in rows:
     print(f'[{datetime.datetime.now():%H:%M:%S}] {row.config} ...', flush=True)
     try:
-      results.append(bench_row(row, peak, not args.no_torch, torch_cache))
+      results.append(bench_row(row, peaks, not args.no_torch, torch_cache))
     except subprocess.CalledProcessError as err:
       print(err.output[-3000:], file=sys.stderr)
       results.append({'config': f'`{os.path.basename(row.config)}`', 'batch': row.batch or '-',

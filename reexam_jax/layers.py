@@ -18,6 +18,34 @@ from reexam_jax import likelihoods
 
 
 # ----------------------------------------------------------------------------------------
+# Matmuls.
+# ----------------------------------------------------------------------------------------
+def _bf16_operands() -> bool:
+  """Whether the matmul precision in force at trace time (train.py sets it from
+  config.matmul_precision) asks for bfloat16 operands with float32 accumulation."""
+  return str(jax.config.jax_default_matmul_precision) == 'BF16_BF16_F32'
+
+
+def einsum(eq: str, a, b):
+  """jnp.einsum for every matmul of the models; under the BF16_BF16_F32 matmul precision
+  the operands are cast to bfloat16 (float32 accumulation and result).
+
+  The explicit cast is what makes that precision pay on CPUs: XLA:CPU computes a dot
+  that merely names the bf16 algorithm in float32, but runs a dot of bfloat16 arrays
+  about twice as fast (benchmarks/README). On GPUs and TPUs it is the same dot.
+  """
+  if _bf16_operands():
+    return jnp.einsum(eq, a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
+                      preferred_element_type=jnp.float32)
+  return jnp.einsum(eq, a, b)
+
+
+def matmul(a, b):
+  """a @ b for a [..., K] and b [K, N], cast as `einsum` does."""
+  return einsum('...k,kn->...n', a, b)
+
+
+# ----------------------------------------------------------------------------------------
 # Initialisers.
 # ----------------------------------------------------------------------------------------
 def uniform(bound: float):
@@ -50,7 +78,7 @@ class TorchDense(nn.Module):
   def __call__(self, x):
     bound = x.shape[-1] ** -0.5
     kernel = self.param('kernel', uniform(bound), (x.shape[-1], self.features))
-    y = x @ kernel
+    y = matmul(x, kernel)
     if self.use_bias:
       y = y + self.param('bias', uniform(bound), (self.features,))
     return y
@@ -110,7 +138,7 @@ def _lstm_forward_scan(gx4, w_hh, h0, c0, unroll):
 
   def step(carry, gx):
     h, c = carry
-    ri, rf, rg, ro = _split_gates(h @ w_hh_t)  # 4 x [B, H]
+    ri, rf, rg, ro = _split_gates(matmul(h, w_hh_t))  # 4 x [B, H]
     i = jax.nn.sigmoid(gx[0] + ri)
     f = jax.nn.sigmoid(gx[1] + rf)
     g = jnp.tanh(gx[2] + rg)
@@ -144,7 +172,7 @@ def _lstm_backward_scan(w_hh, h0, c0, per_step, dhs, dh_last, dc_last, unroll):
     dh = dh + dh_out
     dc = dc + dh * a
     dgates = jnp.concatenate([dc * ci, dc * cf, dc * cg, dh * co], axis=-1)  # [B, 4H]
-    return (dgates @ w_hh, dc * f_t), dgates
+    return (matmul(dgates, w_hh), dc * f_t), dgates
 
   (dh0, dc0), dgates = jax.lax.scan(step, (dh_last, dc_last),
                                     (dhs, dc_from_dh, *coef, f), reverse=True,
@@ -160,7 +188,7 @@ def _matmul_tb(a, b):
   ms as [I, 4H] plus a transpose). The barrier stops XLA from folding the transpose back
   into the dot's output layout.
   """
-  b_t_a = b.reshape(-1, b.shape[-1]).T @ a.reshape(-1, a.shape[-1])  # [N, M]
+  b_t_a = matmul(b.reshape(-1, b.shape[-1]).T, a.reshape(-1, a.shape[-1]))  # [N, M]
   return jax.lax.optimization_barrier(b_t_a).T
 
 
@@ -205,11 +233,11 @@ def lstm_recurrence(gates_x, w_hh, h0, c0, unroll: int = 1):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
 def _lstm_layer(xs, w_ih, bias, w_hh, h0, c0, unroll):
-  return _recurrence(xs @ w_ih.T + bias, w_hh, h0, c0, unroll)
+  return _recurrence(matmul(xs, w_ih.T) + bias, w_hh, h0, c0, unroll)
 
 
 def _lstm_layer_fwd(xs, w_ih, bias, w_hh, h0, c0, unroll):
-  gx4 = _split_gates(xs @ w_ih.T + bias)  # 4 x [T, B, H]
+  gx4 = _split_gates(matmul(xs, w_ih.T) + bias)  # 4 x [T, B, H]
   (h, c), per_step = _lstm_forward_scan(gx4, w_hh, h0, c0, unroll)
   return (per_step[0], (h, c)), (xs, w_ih, w_hh, h0, c0, per_step)
 
@@ -219,7 +247,7 @@ def _lstm_layer_bwd(unroll, res, cts):
   dhs, (dh_last, dc_last) = cts
   dgates, dh0, dc0, h_prev = _lstm_backward_scan(w_hh, h0, c0, per_step, dhs, dh_last,
                                                  dc_last, unroll)  # dgates: [T, B, 4H]
-  return (dgates @ w_ih, _matmul_tb(dgates, xs), dgates.sum((0, 1)),
+  return (matmul(dgates, w_ih), _matmul_tb(dgates, xs), dgates.sum((0, 1)),
           _matmul_tb(dgates, h_prev), dh0, dc0)
 
 
@@ -395,7 +423,7 @@ class GMMHead(nn.Module):
     for name in ('mean', 'log_std', 'logits'):
       weight = self.param(f'{name}_kernel', torch_kaiming_uniform, shape)
       bias = self.param(f'{name}_bias', nn.initializers.zeros, bias_shape)
-      outs.append(jnp.einsum(eq, inp, weight) + bias)
+      outs.append(einsum(eq, inp, weight) + bias)
     return likelihoods.gmm_log_prob(y, *outs)
 
 
@@ -410,7 +438,7 @@ class BernoulliHead(nn.Module):
     kernel = self.param('kernel', torch_kaiming_uniform, (self.num_elements, inp.shape[-1]))
     bias = self.param('bias', nn.initializers.zeros, (self.num_elements,))
     eq = '...id,id->...i' if self.per_element else '...d,id->...i'
-    return likelihoods.bernoulli_log_prob(y, jnp.einsum(eq, inp, kernel) + bias)
+    return likelihoods.bernoulli_log_prob(y, einsum(eq, inp, kernel) + bias)
 
 
 def make_head(kind: str, num_elements: int, num_mixtures: int, per_element: bool = False,

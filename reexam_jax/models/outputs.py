@@ -71,8 +71,8 @@ class HierLSTM(nn.Module):
 
       def project(w_ih):  # [4H, E+H] -> [D, T*B, 4H]
         w_e, w_h = w_ih[:, :self.d_emb], w_ih[:, self.d_emb:]
-        slope = (keep_e * w) @ w_e.T  # [T*B, 4H]: d gates / d y_i
-        offset = (keep_e * bias) @ w_e.T + ctx @ w_h.T  # [T*B, 4H]
+        slope = layers.matmul(keep_e * w, w_e.T)  # [T*B, 4H]: d gates / d y_i
+        offset = layers.matmul(keep_e * bias, w_e.T) + layers.matmul(ctx, w_h.T)  # [T*B, 4H]
         return y_elems[:, :, None] * slope + offset
       return layers.ProjectedInput(self.d_emb + h.shape[-1], (t * b,), project)
     if self.dropout_per != 'element':
@@ -150,12 +150,12 @@ class HierMADE(nn.Module):
     mask = jnp.asarray(made_mask(d, h.shape[-1]))[:, :, None, None]
     w0 = self.param('w0', layers.torch_kaiming_uniform, (d, u.shape[-1], k, 1))
     b0 = self.param('b0', nn.initializers.zeros, (d, k))
-    a = jnp.einsum('...v,uvk->...uk', u, (w0 * mask)[..., 0]) + b0  # [T, B, D, d_nade]
+    a = layers.einsum('...v,uvk->...uk', u, (w0 * mask)[..., 0]) + b0  # [T, B, D, d_nade]
     a = self._norm_act_drop(a, deterministic, 'norm_0')
     for layer in range(1, self.n_low_layer):
       w = self.param(f'w{layer}', layers.torch_kaiming_uniform, (d, k, k))
       bias = self.param(f'b{layer}', nn.initializers.zeros, (d, k))
-      a = jnp.einsum('...uk,ukl->...ul', a, w) + bias
+      a = layers.einsum('...uk,ukl->...ul', a, w) + bias
       a = self._norm_act_drop(a, deterministic, f'norm_{layer}')
     return layers.make_head(self.head, d, self.n_mix, per_element=True, name='crit')(a, y)
 
