@@ -406,8 +406,12 @@ class InputEmbedding(nn.Module):
 class GMMHead(nn.Module):
   """Factorised univariate Gaussian mixture per element (the reference GMCriterion).
 
-  Weights are stored [d_inp, D, K] and biases [D, K] for (mean, log_std, logits). With
-  `per_element`, the input is [..., D, d_inp] and each element has its own input.
+  Weights are stored [D, K, d_inp], the transpose of the reference's [d_inp, D, K], with
+  the same initial distribution (its fan_in D*K, spec §1.2), and biases [D, K], for
+  (mean, log_std, logits). Output-major storage is XLA:CPU's fast orientation for the
+  weight gradient and leaves Adam without transposes: the speech F-RNN step is ~17%
+  faster than with [d_inp, D, K]. With `per_element`, the input is [..., D, d_inp] and
+  each element has its own input.
   """
   num_elements: int
   num_mixtures: int
@@ -416,13 +420,13 @@ class GMMHead(nn.Module):
   @nn.compact
   def __call__(self, inp, y):
     """inp: [..., d_inp] or [..., D, d_inp]; y: [..., D] -> log p [..., D]."""
-    shape = (inp.shape[-1], self.num_elements, self.num_mixtures)
-    bias_shape = (self.num_elements, self.num_mixtures)
-    eq = '...id,dim->...im' if self.per_element else '...d,dim->...im'
+    d, k, d_inp = self.num_elements, self.num_mixtures, inp.shape[-1]
+    init = lambda key, shape: jnp.moveaxis(torch_kaiming_uniform(key, (d_inp, d, k)), 0, -1)
+    eq = '...id,imd->...im' if self.per_element else '...d,imd->...im'
     outs = []
     for name in ('mean', 'log_std', 'logits'):
-      weight = self.param(f'{name}_kernel', torch_kaiming_uniform, shape)
-      bias = self.param(f'{name}_bias', nn.initializers.zeros, bias_shape)
+      weight = self.param(f'{name}_kernel', init, (d, k, d_inp))
+      bias = self.param(f'{name}_bias', nn.initializers.zeros, (d, k))
       outs.append(einsum(eq, inp, weight) + bias)
     return likelihoods.gmm_log_prob(y, *outs)
 

@@ -508,11 +508,12 @@ def test_gmm_head_matches_numpy(per_element, k):
   y = rng.standard_normal((t, b, d)).astype(np.float32)
   module = layers.GMMHead(d, k, per_element=per_element)
   params = _init(module, jax.random.PRNGKey(20), inp, y)['params']
-  # Stored as [d_inp, D, K] / [D, K] (spec §1.3); 3(d_inp D K + D K) parameters.
+  # Stored as [D, K, d_inp] (the reference's [d_inp, D, K] transposed, with its init
+  # bound 1/sqrt(D K), spec §1.2-1.3) and [D, K]; 3(d_inp D K + D K) parameters.
   names = [f'{n}_{s}' for n in ('mean', 'log_std', 'logits') for s in ('kernel', 'bias')]
   assert sorted(params) == sorted(names)
   for n in ('mean', 'log_std', 'logits'):
-    assert params[f'{n}_kernel'].shape == (d_inp, d, k)
+    assert params[f'{n}_kernel'].shape == (d, k, d_inp)
     assert params[f'{n}_bias'].shape == (d, k)
     np.testing.assert_array_equal(params[f'{n}_bias'], 0.0)
     assert np.abs(params[f'{n}_kernel']).max() <= 1 / math.sqrt(d * k)
@@ -524,7 +525,7 @@ def test_gmm_head_matches_numpy(per_element, k):
   x64 = inp.astype(np.float64)
   outs = []
   for n in ('mean', 'log_std', 'logits'):
-    w, bias = p[f'{n}_kernel'], p[f'{n}_bias']
+    w, bias = p[f'{n}_kernel'].transpose(2, 0, 1), p[f'{n}_bias']  # -> [d_inp, D, K]
     if per_element:
       # element i uses its own input inp[..., i, :] and its own weights w[:, i, :].
       o = np.stack([x64[..., i, :] @ w[:, i, :] for i in range(d)], axis=-2)

@@ -87,7 +87,7 @@ def zero_states(p, batch: int) -> List[State]:
 def head_dist(kind: str, p, inp, per_element: bool = False):
   """Distribution of a layers.make_head head: inp [B, d_inp] (or [B, D, d_inp])."""
   if kind == 'gmm':
-    eq = '...id,dim->...im' if per_element else '...d,dim->...im'
+    eq = '...id,imd->...im' if per_element else '...d,imd->...im'
     return ('gmm',) + tuple(jnp.einsum(eq, inp, p[f'{n}_kernel']) + p[f'{n}_bias']
                             for n in ('mean', 'log_std', 'logits'))
   eq = '...id,id->...i' if per_element else '...d,id->...i'
@@ -131,10 +131,10 @@ def factorised_step(module: outputs.Factorised, p, h, key, temperature, y=None):
 
 def _element_dist(kind: str, p, inp, i):
   """Distribution of element i from its own predictor inp [B, d_inp], for heads stored
-  per element ([d_inp, D, K] GMM) or shared by all elements ([1, d_inp] Bernoulli)."""
+  per element ([D, K, d_inp] GMM) or shared by all elements ([1, d_inp] Bernoulli)."""
   if kind == 'bernoulli':
     return ('bernoulli', inp @ p['kernel'][0] + p['bias'][0])
-  return ('gmm',) + tuple(inp @ p[f'{n}_kernel'][:, i] + p[f'{n}_bias'][i]
+  return ('gmm',) + tuple(inp @ p[f'{n}_kernel'][i].T + p[f'{n}_bias'][i]
                           for n in ('mean', 'log_std', 'logits'))
 
 
