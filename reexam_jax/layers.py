@@ -70,15 +70,16 @@ def lrelu(x):
 
 
 class TorchDense(nn.Module):
-  """nn.Linear with PyTorch's U(±1/sqrt(fan_in)) init of weight and bias; kernel [I, O]."""
+  """nn.Linear with PyTorch's U(±1/sqrt(fan_in)) init of weight and bias; kernel [O, I]
+  as PyTorch stores it (the weight gradient's fast orientation on XLA:CPU, see GMMHead)."""
   features: int
   use_bias: bool = True
 
   @nn.compact
   def __call__(self, x):
     bound = x.shape[-1] ** -0.5
-    kernel = self.param('kernel', uniform(bound), (x.shape[-1], self.features))
-    y = matmul(x, kernel)
+    kernel = self.param('kernel', uniform(bound), (self.features, x.shape[-1]))
+    y = einsum('...i,oi->...o', x, kernel)
     if self.use_bias:
       y = y + self.param('bias', uniform(bound), (self.features,))
     return y

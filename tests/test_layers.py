@@ -427,7 +427,7 @@ def test_torch_dense(fan_in, features):
   x = rng.standard_normal((5, 2, fan_in)).astype(np.float32)
   module = layers.TorchDense(features)
   params = _init(module, jax.random.PRNGKey(16), x)['params']
-  assert params['kernel'].shape == (fan_in, features)
+  assert params['kernel'].shape == (features, fan_in)  # PyTorch's [out, in]
   assert params['bias'].shape == (features,)
   bound = 1 / math.sqrt(fan_in)
   for name in ('kernel', 'bias'):
@@ -436,12 +436,12 @@ def test_torch_dense(fan_in, features):
     assert a.max() > 0.8 * bound
   got = _apply(module, {'params': params}, x)
   p = _np(params)
-  np.testing.assert_allclose(got, x @ p['kernel'] + p['bias'], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got, x @ p['kernel'].T + p['bias'], rtol=1e-5, atol=1e-5)
   no_bias = layers.TorchDense(features, use_bias=False)
   params_nb = _init(no_bias, jax.random.PRNGKey(16), x)['params']
   assert list(params_nb) == ['kernel']
   np.testing.assert_allclose(_apply(no_bias, {'params': params_nb}, x),
-                             x @ np.asarray(params_nb['kernel'], np.float64), rtol=1e-5, atol=1e-5)
+                             x @ np.asarray(params_nb['kernel'], np.float64).T, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('shape,bound', [
@@ -586,7 +586,7 @@ def test_mlp_without_hidden_is_one_linear_layer():
   (dense,) = params.values()
   got = _apply(module, {'params': params}, x, deterministic=True)
   p = _np(dense)
-  np.testing.assert_allclose(got, x @ p['kernel'] + p['bias'], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got, x @ p['kernel'].T + p['bias'], rtol=1e-5, atol=1e-5)
   # With dropout active, the dropout acts on the input (zeroed inputs, 2x scaling).
   out = _apply(module, {'params': params}, x, deterministic=False,
                      rngs={'dropout': jax.random.PRNGKey(0)})
@@ -600,11 +600,11 @@ def test_mlp_with_hidden_matches_numpy():
   params = _randomise(_shapes(module, x, deterministic=True), 29, scale=1.0)  # large enough to reach the LReLU clamp
   got = _apply(module, {'params': params}, x, deterministic=True)
   d0, d1 = (_np(params[k]) for k in sorted(params))
-  assert d0['kernel'].shape == (10, 7) and d1['kernel'].shape == (7, 6)
-  hid = x @ d0['kernel'] + d0['bias']
+  assert d0['kernel'].shape == (7, 10) and d1['kernel'].shape == (6, 7)
+  hid = x @ d0['kernel'].T + d0['bias']
   assert (np.abs(hid) > 9).any()  # the clamp matters
   hid = np.clip(np.where(hid >= 0, hid, hid / 3), -3, 3)
-  np.testing.assert_allclose(got, hid @ d1['kernel'] + d1['bias'], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got, hid @ d1['kernel'].T + d1['bias'], rtol=1e-5, atol=1e-5)
 
 
 def test_input_embedding_is_dense_then_dropout():
@@ -614,7 +614,7 @@ def test_input_embedding_is_dense_then_dropout():
   params = _init(module, jax.random.PRNGKey(31), x, deterministic=True)['params']
   (dense,) = params.values()
   p = _np(dense)
-  lin = x @ p['kernel'] + p['bias']
+  lin = x @ p['kernel'].T + p['bias']
   np.testing.assert_allclose(_apply(module, {'params': params}, x, deterministic=True), lin,
                              rtol=1e-5, atol=1e-5)
   out = np.asarray(_apply(module, {'params': params}, x, deterministic=False,

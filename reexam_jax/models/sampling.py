@@ -32,8 +32,8 @@ State = Tuple[jax.Array, jax.Array]  # LSTM (h, c), each [B, H]
 # Layers.
 # ----------------------------------------------------------------------------------------
 def dense(p, x):
-  """TorchDense: x [..., I] @ kernel [I, O] (+ bias)."""
-  y = x @ p['kernel']
+  """TorchDense: x [..., I] @ kernel [O, I]^T (+ bias)."""
+  y = x @ p['kernel'].T
   return y + p['bias'] if 'bias' in p else y
 
 
