@@ -107,6 +107,16 @@ def test_rematerialised_layer_saves_activation_memory():
   assert remat < plain - activations / 2, (plain, remat)
 
 
+@pytest.mark.parametrize('rows', [layers.TB_MIN_ROWS - 1, layers.TB_MIN_ROWS])
+def test_matmul_tb_both_orientations(rows):
+  """The weight-gradient product, computed directly below TB_MIN_ROWS rows and as a
+  transposed product above, against numpy."""
+  rng = np.random.default_rng(rows)
+  a, b = rng.standard_normal((rows, 1, 12)), rng.standard_normal((rows, 1, 5))  # [T, B, .]
+  got = layers._matmul_tb(jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32))
+  np.testing.assert_allclose(got, np.einsum('tbm,tbn->mn', a, b), rtol=1e-4, atol=1e-4)
+
+
 def test_lstm_recurrence_values_and_grads():
   t, b, h = 11, 3, 6
   p = _inputs(1, t, b, 4 * h, h)
