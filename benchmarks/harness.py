@@ -190,6 +190,8 @@ def main():
     measure_peak()
     return
 
+  from reexam_jax import runtime  # pylint: disable=g-import-not-at-top
+  runtime.reexec_with_hugepages()  # every child, ours and the yardstick, inherits it
   os.chdir(step_time.REPO)  # config paths are relative to the repository
   set_name = args.set or ('midi' if not args.row else None)
   rows = SETS.get(set_name, []) + [parse_row(spec) for spec in args.row]
@@ -216,6 +218,8 @@ def main():
       "hier low level as the reference computes it; achieved = model FLOPs / our step.",
       '- Peak MB: peak RSS (ru_maxrss from wait4) of a fresh process per measurement, '
       'imports and compilation included.',
+      f'- Both frameworks run with GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "")!r} '
+      '(reexam_jax.runtime; REEXAM_MALLOC_TUNING=0 turns it off for both).',
   ]
   torch_cache, results = {}, []
   for row in rows:

@@ -129,11 +129,13 @@ def main():
   ap.add_argument('--preset', default=None, help='yardstick preset (default from config)')
   ap.add_argument('--no-torch', action='store_true', help='skip the yardstick')
   ap.add_argument('--no-runtime', action='store_true',
-                  help='skip reexam_jax.runtime.setup() (malloc tuning), for comparison')
+                  help='skip reexam_jax.runtime (malloc tuning and huge pages, for both '
+                       'frameworks), for comparison')
   args = ap.parse_args()
 
   if not args.no_runtime:
     from reexam_jax import runtime  # pylint: disable=g-import-not-at-top
+    runtime.reexec_with_hugepages()  # the yardstick's process inherits the environment
     print(f'runtime: {runtime.setup()}')
   config = load_config(args.config)
   batch = args.batch or config.batch_size

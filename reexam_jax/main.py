@@ -73,5 +73,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  from reexam_jax import runtime  # pylint: disable=g-import-not-at-top
+  runtime.reexec_with_hugepages()  # before JAX allocates anything
   flags.mark_flag_as_required('config')
   app.run(main)
