@@ -32,7 +32,7 @@ def einsum(eq: str, a, b):
 
   The explicit cast is what makes that precision pay on CPUs: XLA:CPU computes a dot
   that merely names the bf16 algorithm in float32, but runs a dot of bfloat16 arrays
-  about twice as fast (benchmarks/README). On GPUs and TPUs it is the same dot.
+  about twice as fast (docs/benchmarks.md). On GPUs and TPUs it is the same dot.
   """
   if _bf16_operands():
     return jnp.einsum(eq, a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
