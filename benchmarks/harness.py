@@ -55,9 +55,9 @@ SETS = {
 }
 # Mixed precision (bfloat16 matmul operands, float32 accumulation) against the
 # yardstick's float32: what a CPU user gains by opting in.
-BF16 = ':matmul_precision=BF16_BF16_F32'
+BF16 = 'matmul_precision=BF16_BF16_F32'
 SETS['bf16'] = [dataclasses.replace(row, config=row.config + (',' if ':' in row.config else ':')
-                                    + BF16[1:])
+                                    + BF16)
                 for row in SETS['midi'] + SETS['speech'] if 'remat' not in row.config]
 SETS['all'] = SETS['midi'] + SETS['speech'] + SETS['bf16']
 

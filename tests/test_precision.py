@@ -57,8 +57,7 @@ def test_unknown_precision_is_named():
 
 
 def _loss_and_grads(model_name, precision):
-  config, model, params, x = _setup(model_name, matmul_precision=repr(precision), d_rnn=64,
-                                    d_emb=64)
+  _, model, params, x = _setup(model_name, d_rnn=64, d_emb=64)
 
   def loss(p):
     out = model.apply({'params': p}, x[:-1], x[1:], deterministic=True,
