@@ -7,10 +7,14 @@
   sample  draws --num_samples sequences from DIR's best checkpoint into DIR/samples
           (wav for speech, MIDI + piano-roll PNG for music; see reexam_jax/sample.py)
 """
+import sys
+
 from absl import app
 from absl import logging
 from absl import flags
 from ml_collections import config_flags
+
+from reexam_jax import errors
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                           lock_config=True)
@@ -40,6 +44,16 @@ def print_params(config) -> None:
 
 
 def main(argv):
+  """Runs the mode; a run that ends in one of errors.py's exceptions prints its message
+  as one line on stderr and exits with that exception's code."""
+  try:
+    run(argv)
+  except (errors.UserError, errors.TrainingDiverged, errors.TrainingInterrupted) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(e.exit_code)
+
+
+def run(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax and TFDS log every save and read at INFO
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
