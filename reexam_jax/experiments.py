@@ -135,7 +135,8 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
                               # (one mask per step: the input projection once per step)
       chk_len=2,           # delta-RNN interleave: U
       d_leak=11,           # delta-RNN random: V
-      split_seed=0,        # delta-RNN random: seed of the fixed split permutation
+      split_seed=-1,       # delta-RNN random: seed of the fixed split permutation
+                           # (-1: the run's seed, so each training seed has its own)
       remat_chunk=0,       # >0: high-level LSTM activations recomputed in the backward
                            # pass per segment of this many steps (long flat sequences)
       lstm_impl='scan',    # high-level LSTMs: 'scan' (any device) or 'cudnn' (CUDA GPUs,

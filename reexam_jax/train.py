@@ -15,11 +15,13 @@ import tqdm
 
 from reexam_jax import checkpointing
 from reexam_jax import evaluate
+from reexam_jax import experiments
 from reexam_jax import models
 from reexam_jax import parallel
 from reexam_jax import runtime
 from reexam_jax.data import batching
 from reexam_jax.data import load_dataset
+from reexam_jax.data import midi
 
 
 @flax.struct.dataclass
@@ -148,10 +150,22 @@ def score_test(config, evaluator, params, seqs, eval_rng) -> Dict[str, Any]:
   return out
 
 
+def split_record(config, model) -> Dict[str, Any]:
+  """delta-RNN runs: the leaked elements (for piano rolls also as MIDI pitches), since
+  the random split differs from seed to seed; {} for the other models."""
+  leaked = models.leaked_elements(model)
+  if leaked is None:
+    return {}
+  record = dict(leaked_elements=leaked)
+  if experiments.DATASETS.get(config.dataset, ('',))[0] == 'midi':
+    record['leaked_pitches'] = [midi.LOWEST_PITCH + i for i in leaked]
+  return record
+
+
 def restore_best(config, workdir: str):
   """(model, best-on-valid parameters, checkpoint record) of workdir's latest
   checkpoint; a clear error when there is none."""
-  model = models.build_model(config.model)
+  model = models.build_model(config.model, config.seed)
   params = models.init_params(model, jax.random.key(config.seed), config.model.d_data)
   state = TrainState(jnp.int32(0), params, make_optimizer(config).init(params))
   ckpt = checkpointing.Checkpointer(workdir)
@@ -187,7 +201,7 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   runtime.setup()
   os.makedirs(workdir, exist_ok=True)
   data = load_dataset(config)
-  model = models.build_model(config.model)
+  model = models.build_model(config.model, config.seed)
   latent = models.is_latent(config.model.name)
   d_data = config.model.d_data
   mesh = parallel.make_mesh()
@@ -274,6 +288,7 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
       step_time_ms_median=statistics.median(window_ms) if window_ms else None,
       compile_s=compile_s)
   results.update(score_test(config, evaluator, best_params, data['test'], eval_rng))
+  results.update(split_record(config, model))
   results['wall_s'] = time.time() - wall_start
   if jax.process_index() == 0:
     _write_json(os.path.join(workdir, 'results.json'), results)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy import special
 
+from reexam_jax import errors
 from reexam_jax import experiments
 from reexam_jax import models
 from reexam_jax.models import outputs
@@ -373,15 +374,36 @@ def test_random_split_is_a_fixed_permutation():
   np.testing.assert_array_equal(leak20, leak[:20])
 
 
-def test_random_split_of_the_config_comes_from_split_seed():
+def test_random_split_of_the_config_is_drawn_from_the_run_seed():
+  """split_seed=-1 (the default): the split is the run seed's permutation, so seeds
+  differ in their splits; an explicit split_seed fixes it whatever the run seed."""
   for dataset, d, v in (('timit', 200, 75), ('muse', 88, 11)):
     cfg = experiments.get_config(dataset, 'delta_rnn_random').model
-    out = models.build_model(cfg).output
-    leak, rest = outputs.delta_split(d, 'random', d_leak=v, seed=cfg.split_seed)
-    assert (list(out.leak), list(out.rest)) == (leak.tolist(), rest.tolist())
-    cfg2 = experiments.get_config(dataset, 'delta_rnn_random',
-                                  f'split_seed={cfg.split_seed + 1}').model
-    assert list(models.build_model(cfg2).output.leak) != list(out.leak)
+    assert cfg.split_seed == -1
+    for seed in (0, 1234):
+      out = models.build_model(cfg, seed).output
+      leak, rest = outputs.delta_split(d, 'random', d_leak=v, seed=seed)
+      assert (list(out.leak), list(out.rest)) == (leak.tolist(), rest.tolist())
+      assert models.leaked_elements(models.build_model(cfg, seed)) == leak.tolist()
+    assert list(models.build_model(cfg, 1).output.leak) != list(
+        models.build_model(cfg, 2).output.leak)
+    fixed = experiments.get_config(dataset, 'delta_rnn_random', 'split_seed=3').model
+    leak3, _ = outputs.delta_split(d, 'random', d_leak=v, seed=3)
+    for seed in (1, 2):
+      assert list(models.build_model(fixed, seed).output.leak) == leak3.tolist()
+
+
+def test_bad_split_seed_is_named():
+  cfg = experiments.get_config('muse', 'delta_rnn_random', 'split_seed=-2').model
+  with pytest.raises(errors.UserError, match=r'config\.model\.split_seed=-2'):
+    models.build_model(cfg, 0)
+
+
+def test_only_delta_models_leak_elements():
+  cfg = experiments.get_config('timit', 'delta_rnn_interleave').model
+  assert models.leaked_elements(models.build_model(cfg)) == list(range(0, 200, 3))
+  assert models.leaked_elements(
+      models.build_model(experiments.get_config('muse', 'f_rnn').model)) is None
 
 
 def test_unknown_split_is_rejected():

@@ -14,6 +14,7 @@ import pytest
 from reexam_jax import experiments
 from reexam_jax import train
 from reexam_jax.data import midi
+from reexam_jax.models import outputs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get('REEXAM_SHARED_DATA', os.path.join(REPO, '..', 'shared', 'data'))
@@ -56,6 +57,19 @@ def test_train_writes_results_contract(tmp_path, model):
   lines = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   assert [l['step'] for l in lines if 'valid_ll' in l] == [3, 6]
   assert all(math.isfinite(l['train_loss']) for l in lines if 'train_loss' in l)
+
+
+@needs_midi
+def test_delta_results_record_the_seeds_leaked_pitches(tmp_path):
+  """delta-RNN random draws its split from the run seed and results.json says which
+  elements (and MIDI pitches) leaked."""
+  config = tiny_config('delta_rnn_random', seed=7, num_steps=2, eval_every=2,
+                       checkpoint_every=2, log_every=2)
+  train.train_and_evaluate(config, str(tmp_path))
+  on_disk = json.loads((tmp_path / 'results.json').read_text())
+  leak, _ = outputs.delta_split(88, 'random', d_leak=11, seed=7)
+  assert on_disk['leaked_elements'] == leak.tolist()
+  assert on_disk['leaked_pitches'] == [21 + i for i in leak.tolist()]
 
 
 @needs_midi

@@ -11,12 +11,13 @@
 | delta_rnn_interleave  | rnn  | delta      | delta-RNN, U          |
 | delta_rnn_random      | rnn  | delta      | delta-RNN, V          |
 """
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from reexam_jax import errors
 from reexam_jax import layers
 from reexam_jax.models import cores
 from reexam_jax.models import outputs
@@ -74,8 +75,23 @@ def _check_lstm_impl(cfg) -> None:
       raise ValueError("config.model.remat_chunk applies to lstm_impl='scan' only")
 
 
-def build_model(cfg) -> SequenceModel:
-  """Builds the model named by `cfg.name` from a model ConfigDict (see configs)."""
+def split_seed(cfg, seed: int) -> int:
+  """The seed of the delta-RNN's random split: cfg.split_seed, or the run's seed when
+  that is -1 (the default), so that every training seed also draws its own split."""
+  if cfg.split_seed == -1:
+    return seed
+  if cfg.split_seed < 0:
+    raise errors.UserError(f'config.model.split_seed={cfg.split_seed}: use -1 (the '
+                           'run\'s seed) or a seed >= 0')
+  return cfg.split_seed
+
+
+def build_model(cfg, seed: int = 0) -> SequenceModel:
+  """Builds the model named by `cfg.name` from a model ConfigDict (see configs).
+
+  seed: the run's seed (config.seed); the delta-RNN random split is drawn from it when
+  cfg.split_seed is -1. Callers that train, restore or score a run must pass it.
+  """
   if cfg.name not in MODELS:
     raise ValueError(f'config.model.name: unknown model {cfg.name!r}; '
                      f'choose one of {sorted(MODELS)}')
@@ -102,10 +118,18 @@ def build_model(cfg) -> SequenceModel:
   else:
     split = cfg.name.rsplit('_', 1)[-1]  # 'interleave' | 'random'
     leak, rest = outputs.delta_split(cfg.d_data, split, cfg.chk_len, cfg.d_leak,
-                                     cfg.split_seed)
+                                     split_seed(cfg, seed))
     output = outputs.DeltaSplit(cfg.d_data, cfg.d_rnn, cfg.head, tuple(leak.tolist()),
                                 tuple(rest.tolist()), n_mix, cfg.dropout)
   return SequenceModel(core, output)
+
+
+def leaked_elements(model: SequenceModel) -> Optional[List[int]]:
+  """The element indices a delta-RNN predicts first and conditions the rest on (in
+  split order); None for the other models."""
+  if isinstance(model.output, outputs.DeltaSplit):
+    return list(model.output.leak)
+  return None
 
 
 def init_params(model: SequenceModel, rng: jax.Array, d_data: int) -> Any:
