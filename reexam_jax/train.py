@@ -59,18 +59,14 @@ def _check_matmul_precision(value: str) -> None:
         f'or a jax.lax.DotAlgorithmPreset name such as BF16_BF16_F32')
 
 
-def make_train_step(model, optimizer, config):
-  """train_step(state, x, y, rng) -> (state, metrics); x, y: [T, B, D].
+def make_loss_fn(model, config):
+  """loss_fn(params, x, y, kl_weight, rng) -> (loss, metrics) with x, y: [T, B, D].
 
   The loss is the reference's: mean over (T, B) of the NLL and KL summed over the step,
-  times loss_elements / D (per sample for speech, per 88-note step for MIDI). Metrics
-  are sums with their denominators, reduced on the host. Every matmul of the forward
-  and backward pass uses `config.matmul_precision` (e.g. 'BF16_BF16_F32': bfloat16
-  operands, float32 accumulation, for GPU/TPU tensor cores); parameters, optimiser state
-  and element-wise work stay float32.
+  times loss_elements / D (per sample for speech, per 88-note step for MIDI), in
+  training mode (dropout on, z sampled from the posterior). Metrics are sums with their
+  denominators.
   """
-  _check_matmul_precision(config.matmul_precision)
-
   def loss_fn(params, x, y, w, rng):
     dropout_rng, latent_rng = jax.random.split(rng)
     out = model.apply({'params': params}, x, y, deterministic=False,
@@ -79,6 +75,20 @@ def make_train_step(model, optimizer, config):
     nll, kl = -out['log_prob'].sum(), out['kl'].sum()
     loss = (nll + w * kl) * config.loss_elements / (d * t * b)
     return loss, dict(loss=loss, nll=nll, kl=kl, elements=jnp.float32(t * b * d))
+
+  return loss_fn
+
+
+def make_train_step(model, optimizer, config):
+  """train_step(state, x, y, rng) -> (state, metrics); x, y: [T, B, D].
+
+  The loss is make_loss_fn's. Metrics are sums with their denominators, reduced on the
+  host. Every matmul of the forward and backward pass uses `config.matmul_precision`
+  (e.g. 'BF16_BF16_F32': bfloat16 operands, float32 accumulation, for GPU/TPU tensor
+  cores); parameters, optimiser state and element-wise work stay float32.
+  """
+  _check_matmul_precision(config.matmul_precision)
+  loss_fn = make_loss_fn(model, config)
 
   def train_step(state, x, y, rng):
     rng = jax.random.fold_in(rng, state.step)
