@@ -1,13 +1,16 @@
 """Every model of the registry on tiny configurations: autoregressive causality of the
-per-element log-densities, normalisation (brute-force enumeration of binary steps,
-numerical integration of flat Gaussian mixtures), and the delta-RNN splits (spec §2.7-2.8).
+per-element conditional densities, normalisation of every output model with both heads
+(all binary outcomes of a step enumerated; every Gaussian-mixture conditional integrated
+on a grid), and the delta-RNN splits (spec §2.7-2.8).
 
-Shapes are tiny (T = 4 steps, widths 8) and each model is compiled once: a batch column
-per perturbed element, so one call scores every perturbation at once.
+Shapes are tiny (T = 4 steps, widths 8) and each model is compiled once: the sequences
+to compare (perturbations, outcomes, grid points) are a vmapped leading axis of fixed
+width WIDTH, scored chunk by chunk by one jitted function.
 """
 import functools
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,16 +19,24 @@ from scipy import special
 
 from reexam_jax import errors
 from reexam_jax import experiments
+from reexam_jax import layers
 from reexam_jax import models
 from reexam_jax.models import outputs
 
 T = 4                     # steps per test sequence
+B = 2                     # batch columns: two histories (column 1 is never perturbed)
+WIDTH = 1024              # sequences scored per call (the vmapped axis)
 KEY = jax.random.key(7)   # the 'latent' stream: identical in every call that is compared
-UNCHANGED_TOL = 1e-5      # |change| allowed where the model's order forbids dependence
-# |change| required where the model must depend on the element. Entries that do not
-# depend on it are bit-identical (same compiled function, same arithmetic), while real
-# dependence through a few saturating LSTM steps can be as weak as ~1e-5.
+# Entries that do not depend on a perturbed element are bit-identical (same compiled
+# function, same position in the batch, and no arithmetic path from the element), so
+# any change at all where the model's order forbids dependence is a leak.
+UNCHANGED_TOL = 0.0
+# |change| required where the model must depend on the element: real dependence through
+# a few saturating LSTM steps can be as weak as ~1e-5.
 CHANGED_TOL = 1e-6
+# |log total probability of a step| allowed: float32 probabilities summed (enumeration)
+# or integrated on `_grid`, whose trapezoid error is below 1e-6 here (see its docstring).
+LOG_MASS_TOL = 1e-5
 
 # case id -> (registry name, head, overrides of the tiny config). GMM cases use D = 6,
 # Bernoulli cases D = 3 (so that all 2^3 outcomes of a step can be enumerated), flat D = 1.
@@ -43,6 +54,9 @@ CASES = {
     'rnn_hier_made_joint_ln': ('rnn_hier_made', 'gmm', dict(joint_layernorm=True)),
     # Bernoulli (MIDI-style: single-linear SRNN prior/posterior, shared hier head).
     'f_rnn_bern': ('f_rnn', 'bernoulli', {}),
+    'rnn_flat_bern': ('rnn_flat', 'bernoulli', {}),
+    'f_srnn_bern': ('f_srnn', 'bernoulli', {}),
+    'srnn_flat_bern': ('srnn_flat', 'bernoulli', {}),
     'rnn_hier_bern': ('rnn_hier', 'bernoulli', {}),
     'srnn_hier_bern': ('srnn_hier', 'bernoulli', {}),
     'rnn_hier_made_bern': ('rnn_hier_made', 'bernoulli', {}),
@@ -50,8 +64,8 @@ CASES = {
     'delta_rnn_interleave_bern': ('delta_rnn_interleave', 'bernoulli', dict(chk_len=2)),
     'delta_rnn_random_bern': ('delta_rnn_random', 'bernoulli', dict(d_leak=1)),
 }
-CAUSAL = [c for c in CASES if 'joint_ln' not in c]
-FLAT_GRID_BATCH = 4096  # batch width of flat models (the density grid is scored in chunks)
+DENSITIES = [c for c in CASES if 'joint_ln' not in c]  # valid densities (not the quirk)
+HEADS = (layers.GMMHead, layers.BernoulliHead)
 
 
 def _tiny_config(name, head, overrides):
@@ -82,13 +96,25 @@ def _random_params(shapes, seed, scale=0.5):
   return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
-def _log_prob(model, params, x, y, key, latent_source):
-  return model.apply({'params': params}, x, y, deterministic=True,
-                     latent_source=latent_source, rngs={'latent': key})['log_prob']
+def _log_prob(model, params, x, y, key, at_zero, latent_source):
+  """log_prob [T, B, D] of y given x. With `at_zero` every output head reads its density
+  at 0 instead of at y: the result then depends on y only through the conditional
+  distributions, so a change caused by y[t, i] is a conditional that reads y[t, i]
+  (its own one included), never the point where a density is evaluated."""
+
+  def read_at_zero(next_fun, args, kwargs, context):
+    if isinstance(context.module, HEADS) and context.method_name == '__call__':
+      features, target = args
+      args = (features, jnp.where(at_zero, jnp.zeros_like(target), target))
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(read_at_zero):
+    return model.apply({'params': params}, x, y, deterministic=True,
+                       latent_source=latent_source, rngs={'latent': key})['log_prob']
 
 
 class Setup:
-  """A tiny model of one case, its parameters, and jitted scorers (compiled lazily)."""
+  """A tiny model of one case, its parameters, and its jitted scorer (compiled lazily)."""
 
   def __init__(self, case):
     name, head, overrides = CASES[case]
@@ -100,61 +126,59 @@ class Setup:
     shapes = jax.eval_shape(
         lambda: models.init_params(self.model, jax.random.key(0), self.d))
     self.params = _random_params(shapes, seed=sorted(CASES).index(case))
-    # Prior-sampled z depends on the past only: the generative model's order.
-    self.score = jax.jit(functools.partial(_log_prob, self.model, latent_source='prior'))
-    self.score_posterior = jax.jit(
-        functools.partial(_log_prob, self.model, latent_source='posterior'))
-    # One z (one key) shared by a leading axis of alternatives: latent normalisation.
-    self.score_shared_z = jax.jit(jax.vmap(
-        functools.partial(_log_prob, self.model, latent_source='prior'),
-        in_axes=(None, 0, 0, None)))
-    if self.d == 1:
-      self.width = FLAT_GRID_BATCH
-    else:
-      self.width = max(T * self.d, 16)
     self.leak = tuple(getattr(self.model.output, 'leak', ()))
     self.rest = tuple(getattr(self.model.output, 'rest', ()))
+    self._scorers = {}
 
-  def sequences(self, seed, shape=None):
-    """Random underlying sequences S [T+1, width, D]: x = S[:-1], y = S[1:]."""
+  def score(self, s, at_zero=False, latent_source='prior'):
+    """log_prob [N, T, B, D] (float64) of N sequences s [N, T+1, B, D] (x = s[:, :-1],
+    y = s[:, 1:]), WIDTH at a time. Every sequence draws the same latent noise (one key,
+    not vmapped), so with z from the prior, which reads x only, sequences that share a
+    past share z: a latent model is then scored given one z per column and step."""
+    if latent_source not in self._scorers:
+      fn = functools.partial(_log_prob, self.model, latent_source=latent_source)
+      self._scorers[latent_source] = jax.jit(jax.vmap(fn, in_axes=(None, 0, 0, None, None)))
+    scorer = self._scorers[latent_source]
+    out = []
+    for start in range(0, len(s), WIDTH):
+      chunk = np.zeros((WIDTH,) + s.shape[1:], np.float32)
+      n = len(s[start:start + WIDTH])
+      chunk[:n] = s[start:start + WIDTH]
+      lp = scorer(self.params, chunk[:, :-1], chunk[:, 1:], KEY, jnp.asarray(at_zero))
+      out.append(np.asarray(lp, np.float64)[:n])
+    return np.concatenate(out)
+
+  def sequences(self, seed):
+    """A random underlying sequence S [T+1, B, D]: x = S[:-1], y = S[1:]."""
     rng = np.random.default_rng(seed)
-    shape = shape or (T + 1, self.width, self.d)
+    shape = (T + 1, B, self.d)
     if self.head == 'bernoulli':
       return rng.integers(0, 2, shape).astype(np.float32)
     return rng.standard_normal(shape).astype(np.float32)
 
-  def perturb(self, s, t, col, i):
-    """Changes element i of step t+1 of S, i.e. y[t, i] and x[t+1, i]."""
+  def perturb(self, s, t, i):
+    """A copy of S with element i of step t+1 of column 0 changed: y[t, i], x[t+1, i]."""
     s = s.copy()
-    s[t + 1, col, i] = 1.0 - s[t + 1, col, i] if self.head == 'bernoulli' else (
-        s[t + 1, col, i] + 1.5)
+    s[t + 1, 0, i] = 1.0 - s[t + 1, 0, i] if self.head == 'bernoulli' else (
+        s[t + 1, 0, i] + 1.5)
     return s
 
-  def __call__(self, s, latent_source='prior'):
-    fn = self.score if latent_source == 'prior' else self.score_posterior
-    return np.asarray(fn(self.params, jnp.asarray(s[:-1]), jnp.asarray(s[1:]), KEY),
-                      np.float64)
+  def conditioned_on(self, i):
+    """[D] bool: the elements of a step whose conditional reads element i, i.e. those
+    after i in the model's order (never i itself)."""
+    out = np.zeros(self.d, bool)
+    if self.family in ('hier_lstm', 'hier_made'):
+      out[i + 1:] = True              # the elements after i in the step
+    elif self.family == 'delta' and i in self.leak:
+      out[list(self.rest)] = True     # the rest is conditioned on the leaked subset
+    return out
 
   def may_depend(self, t, i):
-    """[T, D] bool: which log_prob entries may depend on element (t, i) of y."""
+    """[T, D] bool: which conditionals may read element (t, i) of y."""
     may = np.zeros((T, self.d), bool)
-    may[t + 1:] = True
-    may[t, i] = True
-    if self.family in ('hier_lstm', 'hier_made'):
-      may[t, i + 1:] = True           # elements after i in the step's order
-    elif self.family == 'delta' and i in self.leak:
-      may[t, list(self.rest)] = True  # the rest is conditioned on the leaked subset
+    may[t + 1:] = True                # x[t+1] = y[t]: every later step
+    may[t] = self.conditioned_on(i)
     return may
-
-  def must_depend(self, t, i):
-    """[T, D] bool: entries of step t that must depend on element (t, i)."""
-    must = np.zeros((T, self.d), bool)
-    must[t, i] = True
-    if self.family in ('hier_lstm', 'hier_made'):
-      must[t, i + 1:] = True
-    elif self.family == 'delta' and i in self.leak:
-      must[t, list(self.rest)] = True
-    return must
 
 
 @functools.lru_cache(maxsize=None)
@@ -163,49 +187,47 @@ def _setup(case):
 
 
 def _perturbation_diffs(m, seed, latent_source='prior'):
-  """|log_prob(perturbed) - log_prob(base)| for every perturbation position at once.
-
-  Returns (positions, diff [T, width, D], base log_prob); column k of the batch holds
-  perturbation positions[k]; columns past len(positions) are not perturbed.
-  """
+  """|change| of every conditional (read at 0) when one element of y changes, for every
+  element at once: (positions, diff [P, T, D]); sequence k perturbs positions[k] of
+  column 0. The unperturbed sequence is scored at the same batch positions."""
   positions = [(t, i) for t in range(T) for i in range(m.d)]
   base = m.sequences(seed)
-  pert = base
-  for k, (t, i) in enumerate(positions):
-    pert = m.perturb(pert, t, k, i)
-  lp0, lp1 = m(base, latent_source), m(pert, latent_source)
+  perturbed = np.stack([m.perturb(base, t, i) for t, i in positions])
+  lp0 = m.score(np.broadcast_to(base, perturbed.shape), True, latent_source)
+  lp1 = m.score(perturbed, True, latent_source)
   assert np.all(np.isfinite(lp0)) and np.all(np.isfinite(lp1))
-  return positions, np.abs(lp1 - lp0), lp0
+  diff = np.abs(lp1 - lp0)  # [P, T, B, D]
+  assert np.all(diff[:, :, 1] == 0.0)  # column 1 is never perturbed: columns do not mix
+  return positions, diff[:, :, 0]
 
 
-def _causality_violations(m, positions, diff, lp0):
+def _causality_violations(m, positions, diff):
   bad = []
   for k, (t, i) in enumerate(positions):
-    tol = UNCHANGED_TOL * (1.0 + np.abs(lp0[:, k]))
-    leaked = ~m.may_depend(t, i) & (diff[:, k] > tol)
+    leaked = ~m.may_depend(t, i) & (diff[k] > UNCHANGED_TOL)
     for t2, j in zip(*np.nonzero(leaked)):
-      bad.append(f'y[{t},{i}] -> log_prob[{t2},{j}] (|change| {diff[t2, k, j]:.2e})')
+      bad.append(f'y[{t},{i}] -> log_prob[{t2},{j}] (|change| {diff[k, t2, j]:.2e})')
   return bad
 
 
-@pytest.mark.parametrize('case', CAUSAL)
+@pytest.mark.parametrize('case', DENSITIES)
 def test_causality(case):
-  """log_prob of an element never depends on elements after it in the model's order
-  (generative model: z drawn from the prior with a fixed key), and does depend on the
-  element itself, on the elements the order puts after it, and on it via later steps."""
+  """The conditional of an element reads only elements strictly before it in the model's
+  order (element stream for flat models, the split for the delta-RNN; z drawn from the
+  prior with a fixed key): never itself, never later elements of its step, never later
+  steps. And it does read the elements the order puts before it, and every step reads
+  all earlier steps."""
   m = _setup(case)
-  positions, diff, lp0 = _perturbation_diffs(m, seed=11)
-  assert _causality_violations(m, positions, diff, lp0) == []
-  # Unperturbed columns are unchanged (batch columns are independent).
-  assert np.all(diff[:, len(positions):] == 0.0)
+  positions, diff = _perturbation_diffs(m, seed=11)
+  assert _causality_violations(m, positions, diff) == []
 
   missing = []
   for k, (t, i) in enumerate(positions):
-    for j in np.nonzero(m.must_depend(t, i)[t])[0]:
-      if diff[t, k, j] <= CHANGED_TOL:
+    for j in np.nonzero(m.conditioned_on(i))[0]:
+      if diff[k, t, j] <= CHANGED_TOL:
         missing.append(f'y[{t},{i}] -/-> log_prob[{t},{j}]')
     for t2 in range(t + 1, T):  # x[t+1] carries y[t] into every later step
-      if diff[t2, k].max() <= CHANGED_TOL:
+      if diff[k, t2].max() <= CHANGED_TOL:
         missing.append(f'y[{t},{i}] -/-> step {t2}')
   assert missing == []
 
@@ -215,116 +237,84 @@ def test_posterior_latent_sees_future_targets(case):
   """With z from the posterior (it reads y[t:] through the backward LSTM), the check
   above flags dependence on later targets: the causality test can fail."""
   m = _setup(case)
-  positions, diff, lp0 = _perturbation_diffs(m, seed=12, latent_source='posterior')
+  positions, diff = _perturbation_diffs(m, seed=12, latent_source='posterior')
   for k, (t, i) in enumerate(positions):
     if t > 0:
-      assert diff[:t, k].max() > CHANGED_TOL, (t, i)  # earlier steps see y[t]
-  assert _causality_violations(m, positions, diff, lp0) != []
+      assert diff[k, :t].max() > CHANGED_TOL, (t, i)  # earlier steps see y[t]
+  assert _causality_violations(m, positions, diff) != []
 
 
 @pytest.mark.parametrize('case', ['rnn_hier_made_joint_ln', 'rnn_hier_made_joint_ln_bern'])
 def test_joint_layernorm_leaks_within_step(case):
   """The reference's LayerNorm over the joint [D, d_nade] block (spec §2.5, §11.8): block
   j's features are normalised with statistics of blocks u > i that read y_i, so y[t, i]
-  changes log_prob[t, j] for every j < i. y[t, D-1] is read by no block, so it leaks
-  nowhere; the default (per-block LayerNorm) is causal (test_causality)."""
+  changes the conditional of every j <= i, its own included. y[t, D-1] is read by no
+  block, so it leaks nowhere; the default (per-block LayerNorm) is causal
+  (test_causality)."""
   m = _setup(case)
-  positions, diff, lp0 = _perturbation_diffs(m, seed=13)
+  positions, diff = _perturbation_diffs(m, seed=13)
   for k, (t, i) in enumerate(positions):
-    earlier = diff[t, k, :i]
-    if 1 <= i <= m.d - 2:
-      assert np.all(earlier > CHANGED_TOL), (t, i, earlier)
-    if i == m.d - 1:
-      assert np.all(earlier <= UNCHANGED_TOL * (1 + np.abs(lp0[t, k, :i]))), (t, i, earlier)
-    assert diff[:t, k].max(initial=0.0) <= UNCHANGED_TOL  # still causal across steps
-  assert _causality_violations(m, positions, diff, lp0) != []
+    if i <= m.d - 2:
+      assert np.all(diff[k, t, :i + 1] > CHANGED_TOL), (t, i, diff[k, t])
+    else:
+      assert np.all(diff[k, t] <= UNCHANGED_TOL), (t, i, diff[k, t])
+    assert diff[k, :t].max(initial=0.0) <= UNCHANGED_TOL  # still causal across steps
+  assert _causality_violations(m, positions, diff) != []
 
 
 # ----------------------------------------------------------------------------------------
-# Normalisation.
+# Normalisation: the last step of a fixed history, for each of the B history columns.
+# A step's joint density is the product of its elements' conditionals in the model's
+# order; it integrates to one when every conditional integrates to one (checked here,
+# exactly for binary steps) and reads only the elements before it (test_causality).
+# Latent models are checked given z: every outcome shares the history, hence z.
 # ----------------------------------------------------------------------------------------
+def _grid():
+  """4999 points for the trapezoid rule: step 0.01 in [-15, 15], geometric tails to
+  +-1e4. The tiny models' mixture components have standard deviations in [0.03, 11] and
+  means in [-3.5, 3.5]; on them the grid's error is below 4e-7 (a 4x finer grid agrees)."""
+  tail = np.geomspace(15.0, 1e4, 1000)[1:]
+  return np.concatenate([-tail[::-1], np.linspace(-15.0, 15.0, 3001), tail])
+
+
 def _all_binary(d):
   return np.array([[(c >> j) & 1 for j in range(d)] for c in range(2 ** d)], np.float32)
 
 
-def _enumerated_log_mass(m):
-  """log sum_{y_T-1} p(y_T-1 | past) over all 2^D outcomes of the last step, for two
-  random binary pasts (columns 0..2^D-1 and 2^D..2^(D+1)-1 of one batch)."""
-  outcomes = _all_binary(m.d)
-  n = len(outcomes)
-  s = m.sequences(seed=21)
-  s[:, n:2 * n] = s[:, n:n + 1]  # second past, shared by its block of columns
-  s[:, :n] = s[:, :1]            # first past
-  s[T, :n], s[T, n:2 * n] = outcomes, outcomes
-  lp = m(s)[T - 1].sum(-1)  # log p(y_T-1 | past), per column
-  return np.array([special.logsumexp(lp[:n]), special.logsumexp(lp[n:2 * n])])
+def _log_mass(m, seed):
+  """log of the total probability of the last step given its history, [..., B].
 
-
-@pytest.mark.parametrize('case', ['f_rnn_bern', 'rnn_hier_bern', 'rnn_hier_made_bern',
-                                  'delta_rnn_interleave_bern', 'delta_rnn_random_bern'])
-def test_bernoulli_step_sums_to_one(case):
-  m = _setup(case)
-  assert m.d == 3
-  np.testing.assert_allclose(_enumerated_log_mass(m), 0.0, atol=1e-5)
-
-
-def test_joint_layernorm_is_not_normalised():
-  """The reference's joint LayerNorm gives a density whose 2^D outcomes do not sum to 1."""
-  assert np.abs(_enumerated_log_mass(_setup('rnn_hier_made_joint_ln_bern'))).max() > 1e-3
-
-
-@pytest.mark.parametrize('case', ['srnn_hier_bern'])
-def test_latent_bernoulli_step_sums_to_one_given_z(case):
-  """p(y_t | past, z) of a latent model sums to one for a fixed prior draw of z (vmap
-  over the 2^D outcomes with one shared key, so every outcome sees the same z)."""
-  m = _setup(case)
-  outcomes = _all_binary(m.d)
-  past = m.sequences(seed=22, shape=(T, 2, m.d))
-  s = np.broadcast_to(past, (len(outcomes),) + past.shape).copy()  # [2^D, T, 2, D]
-  s = np.concatenate([s, np.broadcast_to(outcomes[:, None, None, :],
-                                         (len(outcomes), 1, 2, m.d))], axis=1)
-  lp = np.asarray(m.score_shared_z(m.params, jnp.asarray(s[:, :-1]),
-                                   jnp.asarray(s[:, 1:]), KEY), np.float64)
-  log_mass = special.logsumexp(lp[:, T - 1].sum(-1), axis=0)  # [2]
-  np.testing.assert_allclose(log_mass, 0.0, atol=1e-5)
-
-
-def _grid():
-  """Dense in [-15, 15], geometric tails to +-1e4 (trapezoid on a non-uniform grid)."""
-  tail = np.geomspace(15.0, 1e4, 2000)[1:]
-  return np.concatenate([-tail[::-1], np.linspace(-15.0, 15.0, 12001), tail])
-
-
-def test_flat_gmm_density_integrates_to_one():
-  m = _setup('rnn_flat')
+  Bernoulli: all 2^D outcomes of the step enumerated, the joint summed ([B]).
+  GMM: element i's conditional integrated over `_grid` in y[T-1, i], the step's other
+  elements held at their random values ([D, B]).
+  """
+  history = m.sequences(seed)  # [T+1, B, D]; its last step is replaced
+  if m.head == 'bernoulli':
+    outcomes = _all_binary(m.d)  # [2^D, D]
+    s = np.repeat(history[None], len(outcomes), axis=0)
+    s[:, T] = outcomes[:, None, :]
+    return special.logsumexp(m.score(s)[:, T - 1].sum(-1), axis=0)
   grid = _grid()
-  past = m.sequences(seed=23)[:T, :1]  # one past, broadcast to every column
-  log_p = []
-  for start in range(0, len(grid), m.width):
-    chunk = grid[start:start + m.width]
-    s = np.broadcast_to(past, (T, m.width, 1)).copy()
-    last = np.zeros((1, m.width, 1), np.float32)
-    last[0, :len(chunk), 0] = chunk
-    log_p.append(m(np.concatenate([s, last]))[T - 1, :len(chunk), 0])
-  mass = np.trapezoid(np.exp(np.concatenate(log_p)), grid)
-  np.testing.assert_allclose(mass, 1.0, atol=1e-3)
+  g, d = len(grid), m.d
+  s = np.repeat(history[None], d * g, axis=0)  # [D*G, T+1, B, D]
+  for i in range(d):
+    s[i * g:(i + 1) * g, T, :, i] = grid[:, None]
+  lp = m.score(s)[:, T - 1].reshape(d, g, B, d)
+  own = lp[np.arange(d), :, :, np.arange(d)]  # [D, G, B]: element i's conditional
+  return np.log(np.trapezoid(np.exp(own), grid, axis=1))
 
 
-def test_flat_srnn_gmm_density_integrates_to_one_given_z():
-  m = _setup('srnn_flat')
-  grid = _grid()
-  past = m.sequences(seed=24, shape=(T, 1, 1))
-  log_p = []
-  for start in range(0, len(grid), m.width):
-    chunk = np.zeros(m.width, np.float32)
-    n = len(grid[start:start + m.width])
-    chunk[:n] = grid[start:start + m.width]
-    s = np.concatenate([np.broadcast_to(past, (m.width, T, 1, 1)),
-                        chunk[:, None, None, None]], axis=1)  # [width, T+1, 1, 1]
-    lp = m.score_shared_z(m.params, jnp.asarray(s[:, :-1]), jnp.asarray(s[:, 1:]), KEY)
-    log_p.append(np.asarray(lp, np.float64)[:n, T - 1, 0, 0])
-  mass = np.trapezoid(np.exp(np.concatenate(log_p)), grid)
-  np.testing.assert_allclose(mass, 1.0, atol=1e-3)
+@pytest.mark.parametrize('case', DENSITIES)
+def test_step_is_normalised(case):
+  m = _setup(case)
+  np.testing.assert_allclose(_log_mass(m, seed=21), 0.0, atol=LOG_MASS_TOL)
+
+
+@pytest.mark.parametrize('case', ['rnn_hier_made_joint_ln', 'rnn_hier_made_joint_ln_bern'])
+def test_joint_layernorm_is_not_normalised(case):
+  """The reference's joint LayerNorm: conditionals that read their own element do not
+  integrate to one, and the 2^D outcomes of a binary step do not sum to one."""
+  assert np.abs(_log_mass(_setup(case), seed=21)).max() > 1e-3
 
 
 # ----------------------------------------------------------------------------------------
