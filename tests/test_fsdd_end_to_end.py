@@ -13,6 +13,7 @@ import os
 import pytest
 
 from reexam_jax import train
+from reexam_jax.data import speech
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get('REEXAM_SHARED_DATA', os.path.join(REPO, '..', 'shared', 'data'))
@@ -81,10 +82,28 @@ def test_fsdd_train_and_evaluate(model, prepared_dir, tmp_path):
   assert not os.path.exists(os.path.join(FSDD, 'wav_folder'))  # corpus left untouched
 
 
-def test_fsdd_lazy_splits_train(prepared_dir, tmp_path):
-  """The streamed path (lazy splits, as VCTK/Blizzard) on real audio."""
-  config = fsdd_config('f_rnn', prepared_dir)
-  with config.unlocked():
-    config.lazy = True
-  results = train.train_and_evaluate(config, str(tmp_path))
-  assert results['ll_unit'] == 'nats/sample' and math.isfinite(results['test_ll'])
+def test_fsdd_streamed_from_disk_equals_in_memory(prepared_dir, tmp_path, monkeypatch):
+  """stream_from_disk (the VCTK/Blizzard path) on real audio: training and evaluation
+  read the lazy splits at most one batch of files at a time, and give exactly the
+  numbers of the in-memory path fed the same batches (buffer_files = batch_size: the
+  same FileStream, over lists)."""
+  reads = []  # (split, files) of every lazy read
+  take = speech.SpeechSplit.take
+
+  def counting_take(split, indices):
+    reads.append((split.name, len(indices)))
+    return take(split, indices)
+
+  monkeypatch.setattr(speech.SpeechSplit, 'take', counting_take)
+  streamed_config = fsdd_config('f_rnn', prepared_dir, 'stream_from_disk=True')
+  streamed = train.train_and_evaluate(streamed_config, str(tmp_path / 'streamed'))
+  assert {split for split, _ in reads} == {'train', 'valid', 'test'}
+  assert max(files for _, files in reads) <= streamed_config.batch_size
+
+  reads.clear()
+  in_memory = train.train_and_evaluate(
+      fsdd_config('f_rnn', prepared_dir, f'buffer_files={streamed_config.batch_size}'),
+      str(tmp_path / 'in_memory'))
+  assert reads == []  # loaded lists: nothing read lazily
+  for key in ('params', 'best_step', 'valid_ll', 'test_ll', 'test_sequences'):
+    assert streamed[key] == in_memory[key], key
