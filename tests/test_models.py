@@ -246,10 +246,10 @@ def test_posterior_latent_sees_future_targets(case):
 
 @pytest.mark.parametrize('case', ['rnn_hier_made_joint_ln', 'rnn_hier_made_joint_ln_bern'])
 def test_joint_layernorm_leaks_within_step(case):
-  """The reference's LayerNorm over the joint [D, d_nade] block (spec §2.5, §11.8): block
-  j's features are normalised with statistics of blocks u > i that read y_i, so y[t, i]
-  changes the conditional of every j <= i, its own included. y[t, D-1] is read by no
-  block, so it leaks nowhere; the default (per-block LayerNorm) is causal
+  """The reference's LayerNorm over the joint [D, d_nade] block (spec §2.5, §11.8): every
+  block is normalised with statistics of all blocks, and the blocks u > i read y_i, so
+  y[t, i] changes the conditional of every j <= i, its own included. y[t, D-1] is read
+  by no block, so it leaks nowhere; the default (per-block LayerNorm) is causal
   (test_causality)."""
   m = _setup(case)
   positions, diff = _perturbation_diffs(m, seed=13)
