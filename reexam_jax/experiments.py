@@ -12,6 +12,9 @@ from typing import Optional
 
 import ml_collections
 
+from reexam_jax import config_checks
+from reexam_jax import errors
+
 # Paper Table 4 (test LL, higher is better; SRNN rows are ELBOs), for reports.
 PAPER_TABLE4 = {
     'f_rnn': dict(timit=32745, vctk=0.786, blizzard=7610, muse=-6.991, nottingham=-3.400,
@@ -151,7 +154,7 @@ def _parse_arg(arg: Optional[str]) -> dict:
   out = {}
   for item in filter(None, (arg or '').split(',')):
     if '=' not in item:
-      raise ValueError(f'config argument {item!r} must look like key=value')
+      raise errors.UserError(f'config file argument {item!r}: expected key=value')
     key, value = (part.strip() for part in item.split('=', 1))
     try:
       value = ast.literal_eval(value)
@@ -165,10 +168,10 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
                ) -> ml_collections.ConfigDict:
   """The config of one cell of the paper's tables."""
   if dataset not in DATASETS:
-    raise ValueError(f'unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}')
+    raise errors.UserError(f'unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}')
   domain, batch_size, num_steps, eval_every, normalisation = DATASETS[dataset]
   if (domain, model) not in MODEL_FLAGS:
-    raise ValueError(f'no {model!r} model for {domain} data')
+    raise errors.UserError(f'no {model!r} model for {domain} data')
   defaults = dict(DOMAIN_DEFAULTS[domain])
   kl_increment = defaults.pop('kl_increment')
   tgt_len, flags = MODEL_FLAGS[(domain, model)]
@@ -216,12 +219,15 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
 
   overrides = _parse_arg(arg)
   for key, value in overrides.items():
-    if key in config.model:
-      config.model[key] = value
-    elif key in config:
-      config[key] = value
-    else:
-      raise ValueError(f'config argument {key!r} is neither a config nor a model field')
+    fields = config.model if key in config.model else config
+    if key not in fields:
+      raise config_checks.unknown_field(key, [*config.model, *config],
+                                        f'config file argument {key}={value}')
+    try:
+      fields[key] = value
+    except TypeError as e:  # a value ml_collections cannot cast to the field's type
+      raise errors.UserError(f'config file argument {key}={value}: expected '
+                             f'{type(fields[key]).__name__}') from e
   if 'd_data' in overrides:
     config.loss_elements = 88 if domain == 'midi' else 1  # training loss per this many elements
   config.lock()

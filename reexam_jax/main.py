@@ -6,7 +6,14 @@
   params  prints the parameter count (`params: N` last), reading no data
   sample  draws --num_samples sequences from DIR's best checkpoint into DIR/samples
           (wav for speech, MIDI + piano-roll PNG for music; see reexam_jax/sample.py)
+
+Bad input (a flag, config field, config file, workdir or data file that cannot be used)
+ends the command with one line `error: ...` on stderr and exit code 2, before anything
+is written.
 """
+import errno
+import os
+import re
 import sys
 
 from absl import app
@@ -14,19 +21,72 @@ from absl import logging
 from absl import flags
 from ml_collections import config_flags
 
+from reexam_jax import config_checks
 from reexam_jax import errors
+from reexam_jax import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and results.')
 _MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'params', 'sample'],
                           'What to do.')
-_NUM_SAMPLES = flags.DEFINE_integer('num_samples', 4, '--mode=sample: sequences to draw.')
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_list(
+    'allow_config_change', [], 'Config fields that may differ from the workdir\'s '
+    f'config.json, among {",".join(workdir_lib.SAFE_TO_CHANGE)} (see README).')
+_NUM_SAMPLES = flags.DEFINE_integer('num_samples', 4, '--mode=sample: sequences to draw.',
+                                    lower_bound=1)
 _SAMPLE_STEPS = flags.DEFINE_integer(
-    'sample_steps', 0, '--mode=sample: model steps per sequence (0: 4 * config.tgt_len).')
+    'sample_steps', 0, '--mode=sample: model steps per sequence (0: 4 * config.tgt_len).',
+    lower_bound=0)
 _TEMPERATURE = flags.DEFINE_float(
     'temperature', 1.0, '--mode=sample: samples p^(1/T) per conditional (logits / T, '
     'Gaussian stds * sqrt(T)); 1 is the model.')
+flags.register_validator('temperature', lambda t: t > 0, 'must be > 0')
+
+
+def _exit_with(message: str) -> None:
+  """Ends the command as every bad input does: one line on stderr, exit code 2."""
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(errors.UserError.exit_code)
+
+
+def _config_argument(argv) -> str:
+  """The value of --config in argv (`--config=X` or `--config X`), '' when absent."""
+  for i, arg in enumerate(argv):
+    name, equals, value = arg.partition('=')
+    if name in ('--config', '-config'):
+      return value if equals else (argv[i + 1] if i + 1 < len(argv) else '')
+  return ''
+
+
+def check_config_argv(argv) -> None:
+  """Raises UserError when --config names no file, or a --config.<field> override
+  names no field of that config. ml_collections would fail on either after loading
+  (a traceback, or a failure deferred until the config is read)."""
+  argument = _config_argument(argv)
+  if not argument:
+    return  # absl reports the missing flag
+  path = argument.split(':', 1)[0]
+  if not os.path.isfile(path):
+    raise errors.UserError(f'--config={argument}: no such file')
+  try:
+    config = flags.FLAGS[_CONFIG.name].parser.parse(argument)  # the flag's own loader
+  except (TypeError, ValueError) as e:  # ml_collections puts the traceback in the message
+    raise errors.UserError(f'--config={argument}: {str(e).strip().splitlines()[-1]}') from e
+  names = sorted(config_checks.field_names(config))
+  for arg in argv:
+    match = re.match(r'--?(?:no)?config\.([^=]+)', arg)
+    if match and match.group(1) not in names:
+      raise config_checks.unknown_field(match.group(1), names, arg)
+
+
+def parse_flags(argv):
+  """absl's flag parsing (app.run's flags_parser), every error one line and exit 2."""
+  try:
+    check_config_argv(argv)
+    return flags.FLAGS(argv)
+  except (errors.UserError, flags.Error) as e:  # flags.Error: an unknown flag, a value
+    _exit_with(str(e))                          # of the wrong type, no --config
 
 
 def print_params(config) -> None:
@@ -43,26 +103,52 @@ def print_params(config) -> None:
   print(f'params: {count}')
 
 
+# Writes that fail for a reason the user can fix: a full disk, a read-only or
+# forbidden path.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def main(argv):
   """Runs the mode; a run that ends in one of errors.py's exceptions prints its message
-  as one line on stderr and exits with that exception's code."""
+  as one line on stderr and exits with that exception's code, and so does a write that
+  fails for want of space or permission (exit code 2; checkpoints are written whole or
+  not at all, so the last complete one stays usable)."""
   try:
     run(argv)
   except (errors.UserError, errors.TrainingDiverged, errors.TrainingInterrupted) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(e.exit_code)
+  except OSError as e:
+    if e.errno not in WRITE_ERRNOS:
+      raise
+    _exit_with(f'{e.filename}: {e.strerror}')
+
+
+def check_run(config, mode: str, workdir: str, allowed) -> None:
+  """Everything about the command that can be checked without JAX or data, before
+  anything is written; the library checks the workdir again for its own callers."""
+  config_checks.validate(config)
+  if mode == 'params':
+    return
+  if not workdir:
+    raise errors.UserError(f'--workdir is required for --mode={mode}')
+  allowed = workdir_lib.check_allowed(allowed)
+  if mode == 'train':
+    workdir_lib.check_writable(workdir)
+  else:
+    workdir_lib.check_has_checkpoints(workdir)
+  workdir_lib.check_config(config, workdir, allowed)
 
 
 def run(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax and TFDS log every save and read at INFO
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    raise errors.UserError(f'unexpected arguments: {" ".join(argv[1:])}')
   config = _CONFIG.value
+  check_run(config, _MODE.value, _WORKDIR.value, _ALLOW_CONFIG_CHANGE.value)
   if _MODE.value == 'params':
     print_params(config)
     return
-  if not _WORKDIR.value:
-    raise app.UsageError('--workdir is required for --mode=train, eval and sample')
   if _MODE.value == 'sample':
     from reexam_jax import sample  # pylint: disable=g-import-not-at-top
     out = sample.sample_workdir(config, _WORKDIR.value, num_samples=_NUM_SAMPLES.value,
@@ -72,10 +158,13 @@ def run(argv):
     print(f'sampling: {out["steps_per_s"]:.1f} steps/s ({_NUM_SAMPLES.value} sequences in '
           f'parallel; compile {out["compile_s"]:.1f} s)')
     return
+  from reexam_jax import checkpointing  # pylint: disable=g-import-not-at-top
   from reexam_jax import parallel  # pylint: disable=g-import-not-at-top
   from reexam_jax import runtime  # pylint: disable=g-import-not-at-top
   from reexam_jax import train  # pylint: disable=g-import-not-at-top
   runtime.setup()  # before the first large allocation
+  # A full disk is reported once, as the error line, not by every saving thread.
+  logging.get_absl_logger().addFilter(lambda r: not checkpointing.is_failed_write_log(r))
   parallel.initialize()
   if _MODE.value == 'train':
     results = train.train_and_evaluate(config, _WORKDIR.value)
@@ -90,4 +179,4 @@ if __name__ == '__main__':
   from reexam_jax import runtime  # pylint: disable=g-import-not-at-top
   runtime.reexec_with_hugepages()  # before JAX allocates anything
   flags.mark_flag_as_required('config')
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

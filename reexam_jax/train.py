@@ -14,11 +14,14 @@ import optax
 import tqdm
 
 from reexam_jax import checkpointing
+from reexam_jax import config_checks
+from reexam_jax import errors
 from reexam_jax import evaluate
 from reexam_jax import experiments
 from reexam_jax import models
 from reexam_jax import parallel
 from reexam_jax import runtime
+from reexam_jax import workdir as workdir_lib
 from reexam_jax.data import batching
 from reexam_jax.data import load_dataset
 from reexam_jax.data import midi
@@ -174,14 +177,16 @@ def split_record(config, model) -> Dict[str, Any]:
 
 def restore_best(config, workdir: str):
   """(model, best-on-valid parameters, checkpoint record) of workdir's latest
-  checkpoint; a clear error when there is none."""
+  checkpoint; UserError when there is none or workdir's config.json is another config."""
+  workdir_lib.check_has_checkpoints(workdir)
+  workdir_lib.check_config(config, workdir)
   model = models.build_model(config.model, config.seed)
   params = models.init_params(model, jax.random.key(config.seed), config.model.d_data)
   state = TrainState(jnp.int32(0), params, make_optimizer(config).init(params))
   ckpt = checkpointing.Checkpointer(workdir)
   try:
     if ckpt.latest_step() is None:
-      raise FileNotFoundError(f'--workdir={workdir}: no checkpoint (train first)')
+      raise errors.UserError(f'--workdir={workdir}: no checkpoint (train first)')
     _, best_params, record = ckpt.restore(state, params)
   finally:
     ckpt.close()
@@ -206,10 +211,16 @@ def evaluate_checkpoint(config, workdir: str) -> Dict[str, Any]:
 
 def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   """Trains config's model, keeps the best-on-valid parameters, scores the test set and
-  writes workdir/results.json. Resumes from workdir's latest checkpoint if any."""
+  writes workdir/results.json. Resumes from workdir's latest checkpoint if any.
+
+  Bad input (config values, a workdir of another config or not writable, unusable
+  data) raises errors.UserError before workdir is made or changed; workdir/config.json
+  records config before the first checkpoint."""
   wall_start = time.time()
+  config_checks.validate(config)
+  workdir_lib.check_writable(workdir)
+  workdir_lib.check_config(config, workdir)
   runtime.setup()
-  os.makedirs(workdir, exist_ok=True)
   data = load_dataset(config)
   model = models.build_model(config.model, config.seed)
   latent = models.is_latent(config.model.name)
@@ -224,9 +235,12 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   state = jax.device_put(TrainState(jnp.int32(0), params, optimizer.init(params)),
                          parallel.replicated(mesh))
   best_params, record = params, dict(best_valid_ll=-math.inf, best_step=0)
+  os.makedirs(workdir, exist_ok=True)
+  workdir_lib.write_config(config, workdir)
   ckpt = checkpointing.Checkpointer(workdir)
   if ckpt.latest_step() is not None:
     state, best_params, record = ckpt.restore(state, best_params)
+  record['config'] = workdir_lib.config_dict(config)  # saved with every checkpoint
   start_step = int(state.step)
   log = MetricsLog(workdir, start_step)
 

@@ -12,6 +12,7 @@ import sys
 import jax
 import pytest
 
+from reexam_jax import errors
 from reexam_jax import experiments
 from reexam_jax import models
 
@@ -141,9 +142,11 @@ def test_perm_timit_hier_uses_masked_mlp():
 
 
 def test_unknown_override_is_rejected():
-  with pytest.raises(ValueError):
-    experiments.get_config('timit', 'f_rnn', 'no_such_field=1')
-  with pytest.raises(ValueError):
+  with pytest.raises(errors.UserError, match="no field 'd_rn'; did you mean d_rnn"):
+    experiments.get_config('timit', 'f_rnn', 'd_rn=1')
+  with pytest.raises(errors.UserError, match='num_steps=abc: expected int'):
+    experiments.get_config('timit', 'f_rnn', 'num_steps=abc')
+  with pytest.raises(errors.UserError):
     experiments.get_config('muse', 'delta_rnn_interleave')  # no MIDI interleave (§3)
 
 

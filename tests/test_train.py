@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from reexam_jax import errors
 from reexam_jax import experiments
 from reexam_jax import train
 from reexam_jax.data import midi
@@ -92,7 +93,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
 
 
 def test_missing_midi_file_is_named(tmp_path):
-  with pytest.raises(FileNotFoundError, match=r'Nottingham\.pickle / Nottingham\.mat'):
+  with pytest.raises(errors.UserError, match=r'Nottingham\.pickle / Nottingham\.mat'):
     midi.load_midi('nottingham', str(tmp_path), download=False)
 
 

@@ -3,10 +3,14 @@ numpy sequences, each [T_i, ...] whose row-major flattening is the element strea
 for the file datasets streamed from disk (VCTK, Blizzard), lazy splits
 (`speech.SpeechSplit`) that `batching.make_train_stream` and `batching.eval_chunks`
 read piece by piece. Speech results also carry 'sort_eval' (evaluation batch order)."""
+import os
 from typing import Dict, List
 
 import numpy as np
 
+from reexam_jax import errors
+from reexam_jax import experiments
+from reexam_jax.data import batching
 from reexam_jax.data import midi
 
 MIDI_DATASETS = tuple(midi.FILE_STEMS)
@@ -18,7 +22,24 @@ def load_dataset(config) -> Dict[str, List[np.ndarray]]:
 
   Speech: the raw corpus is read from data_dir and prepared as a TFDS dataset in
   prepared_dir (default data_dir); `stream_from_disk` returns lazy splits.
+  Data a run cannot use raise errors.UserError naming the directory or file: a missing
+  data_dir other than the default (which is created to download or cache into), a
+  file that is not what its loader expects, an empty split, a d_data that does not
+  divide the elements of a step.
   """
+  if (not os.path.isdir(config.data_dir)
+      and config.data_dir != experiments.default_data_dir(config.dataset)):
+    raise errors.UserError(f'--config.data_dir={config.data_dir}: no such directory')
+  data = _load(config)
+  for split in midi.SPLITS:
+    if not len(data[split]):  # pylint: disable=g-explicit-length-test; lazy splits too
+      raise errors.UserError(f'--config.data_dir={config.data_dir}: the {config.dataset} '
+                             f'data have no {split} sequences')
+  _check_d_data(data['train'], config.model.d_data, config.dataset)
+  return data
+
+
+def _load(config) -> Dict[str, List[np.ndarray]]:
   if config.dataset in MIDI_DATASETS:
     return midi.load_midi(config.dataset, config.data_dir)
   if config.dataset == 'bach_music21':
@@ -29,7 +50,19 @@ def load_dataset(config) -> Dict[str, List[np.ndarray]]:
     if config.stream_from_disk:
       return speech.open_speech(dataset, prepared_dir, **kwargs).as_dict()
     return speech.load_speech(dataset, prepared_dir, **kwargs)
-  raise ValueError(f'config.dataset: unknown dataset {config.dataset!r}')
+  raise errors.UserError(f'--config.dataset={config.dataset}: unknown dataset')
+
+
+def _check_d_data(seqs, d_data: int, dataset: str) -> None:
+  """A step of d_data elements must not straddle the data's own steps: d_data divides
+  the elements per step of [T, ...] sequences (88 for piano rolls); 1-D sequences
+  (audio) are cut into frames of any size."""
+  if batching.is_lazy(seqs) or np.ndim(seqs[0]) < 2:
+    return
+  per_step = int(np.prod(np.shape(seqs[0])[1:]))
+  if per_step % d_data:
+    raise errors.UserError(f'--config.model.d_data={d_data}: does not divide the '
+                           f'{per_step} elements per step of the {dataset} data')
 
 
 def _speech_args(config):

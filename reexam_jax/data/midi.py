@@ -14,6 +14,8 @@ from typing import Dict, List
 import numpy as np
 import scipy.io
 
+from reexam_jax import errors
+
 NUM_PITCHES = 88
 LOWEST_PITCH = 21
 SPLITS = ('train', 'valid', 'test')
@@ -39,28 +41,51 @@ def pitches_to_roll(steps) -> np.ndarray:
   return roll
 
 
+def _rolls(path: str, split: str, seqs, to_roll) -> List[np.ndarray]:
+  """[to_roll(seq) for seq in seqs]; a sequence it cannot convert (TypeError,
+  ValueError) is a UserError naming the file, the split and the index."""
+  rolls = []
+  for i, seq in enumerate(seqs):
+    try:
+      rolls.append(to_roll(seq))
+    except (TypeError, ValueError) as e:
+      raise errors.UserError(f'{path}: {split} sequence {i}: {e}') from e
+  return rolls
+
+
 def load_pickle(path: str) -> Dict[str, List[np.ndarray]]:
-  with open(path, 'rb') as f:
-    data = pickle.load(f, encoding='latin1')
-  missing = [s for s in SPLITS if s not in data]
-  if missing:
-    raise ValueError(f'{path}: expected keys {SPLITS}, missing {missing}')
-  return {s: [pitches_to_roll(seq) for seq in data[s]] for s in SPLITS}
+  try:
+    with open(path, 'rb') as f:
+      data = pickle.load(f, encoding='latin1')
+  except Exception as e:  # pylint: disable=broad-except; unpickling garbage raises anything
+    raise errors.UserError(f'{path}: not a readable pickle ({type(e).__name__}: {e})') from e
+  if not isinstance(data, dict) or any(s not in data for s in SPLITS):
+    raise errors.UserError(f'{path}: expected a dict with keys {SPLITS}')
+  return {s: _rolls(path, s, data[s], pitches_to_roll) for s in SPLITS}
+
+
+def _mat_roll(roll) -> np.ndarray:
+  """One roll of a .mat file as [T, 88] float32; ValueError unless it is one, finite."""
+  roll = np.asarray(roll, np.float32)
+  if roll.ndim != 2 or roll.shape[1] != NUM_PITCHES:
+    raise ValueError(f'shape {roll.shape}, expected (T, {NUM_PITCHES})')
+  if not np.isfinite(roll).all():
+    raise ValueError('holds NaN or Inf')
+  return roll
 
 
 def load_mat(path: str) -> Dict[str, List[np.ndarray]]:
-  data = scipy.io.loadmat(path)
+  try:
+    data = scipy.io.loadmat(path)
+  except Exception as e:  # pylint: disable=broad-except; scipy raises many types
+    raise errors.UserError(f'{path}: not a readable .mat file ({e})') from e
   out = {}
   for split in SPLITS:
     key = f'{split}data'
     if key not in data:
-      raise ValueError(f'{path}: expected field {key!r} (found {sorted(data)})')
-    rolls = [np.asarray(r, np.float32) for r in data[key].reshape(-1)]
-    bad = [i for i, r in enumerate(rolls) if r.ndim != 2 or r.shape[1] != NUM_PITCHES]
-    if bad:
-      raise ValueError(f'{path}: {key}[{bad[0]}] has shape {rolls[bad[0]].shape}, '
-                       f'expected (T, {NUM_PITCHES})')
-    out[split] = rolls
+      raise errors.UserError(f'{path}: expected field {key!r} (found '
+                             f'{sorted(k for k in data if not k.startswith("__"))})')
+    out[split] = _rolls(path, key, data[key].reshape(-1), _mat_roll)
   return out
 
 
@@ -97,11 +122,11 @@ def load_midi(dataset: str, data_dir: str, download: bool = True
       _download(url, dest)
       return load_pickle(dest)
     except OSError as e:
-      raise FileNotFoundError(
+      raise errors.UserError(
           f'{dataset}: no {wanted} in {data_dir!r}, and downloading {url} failed ({e}). '
           f'Put the file there, or point --config.data_dir at a directory holding it.'
       ) from e
-  raise FileNotFoundError(f'{dataset}: no {wanted} in {data_dir!r}. Put the file there '
+  raise errors.UserError(f'{dataset}: no {wanted} in {data_dir!r}. Put the file there '
                           f'(it is published at {url}), or set --config.data_dir.')
 
 
