@@ -38,6 +38,14 @@ def is_failed_write_log(record: logging.LogRecord) -> bool:
           or bool(_OS_ERROR_CODE.search(record.getMessage())))
 
 
+def is_closed_loop_report(unraisable) -> bool:
+  """True for the sys.unraisablehook report of TensorStore finishing a failed save's
+  other writes after Orbax closed the event loop waiting for them (harmless: the
+  failure itself reaches the caller as OSError)."""
+  return (isinstance(unraisable.exc_value, RuntimeError)
+          and str(unraisable.exc_value) == 'Event loop is closed')
+
+
 class Checkpointer:
   """Saves and restores {'state', 'best_params', 'record'} under `workdir/checkpoints`
   (record: JSON, with the run's config under 'config')."""

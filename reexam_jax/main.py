@@ -51,12 +51,14 @@ def _exit_with(message: str) -> None:
 
 
 def _config_argument(argv) -> str:
-  """The value of --config in argv (`--config=X` or `--config X`), '' when absent."""
+  """The value of --config in argv (`--config=X` or `--config X`; the last one, as
+  absl takes it), '' when absent."""
+  argument = ''
   for i, arg in enumerate(argv):
     name, equals, value = arg.partition('=')
     if name in ('--config', '-config'):
-      return value if equals else (argv[i + 1] if i + 1 < len(argv) else '')
-  return ''
+      argument = value if equals else (argv[i + 1] if i + 1 < len(argv) else '')
+  return argument
 
 
 def check_config_argv(argv) -> None:
@@ -163,8 +165,13 @@ def run(argv):
   from reexam_jax import runtime  # pylint: disable=g-import-not-at-top
   from reexam_jax import train  # pylint: disable=g-import-not-at-top
   runtime.setup()  # before the first large allocation
-  # A full disk is reported once, as the error line, not by every saving thread.
+  # A checkpoint save that fails (a full disk) is reported once, as the error line:
+  # Orbax's saving threads log it too, and TensorStore's late callbacks report a
+  # closed event loop.
   logging.get_absl_logger().addFilter(lambda r: not checkpointing.is_failed_write_log(r))
+  report_unraisable = sys.unraisablehook
+  sys.unraisablehook = lambda u: (None if checkpointing.is_closed_loop_report(u)
+                                  else report_unraisable(u))
   parallel.initialize()
   if _MODE.value == 'train':
     results = train.train_and_evaluate(config, _WORKDIR.value)

@@ -104,7 +104,8 @@ def check_config(config: ml_collections.ConfigDict, workdir: str,
     return
   listed = ', '.join(f'{name} {_show(old)} -> {_show(new)}' for name, old, new in diffs)
   unsafe = [name for name in refused if name not in SAFE_TO_CHANGE]
-  advice = ('use a new --workdir' if unsafe else
+  advice = (f'{", ".join(unsafe)} may not change in a workdir: use a new --workdir'
+            if unsafe else
             f'if that is meant, pass --allow_config_change={",".join(refused)}')
   raise errors.UserError(f'--workdir={workdir} holds a run of another config '
                          f'({CONFIG_FILE}): {listed}; {advice}')
