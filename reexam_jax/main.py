@@ -15,6 +15,7 @@ import errno
 import os
 import re
 import sys
+from typing import Optional
 
 from absl import app
 from absl import logging
@@ -50,10 +51,10 @@ def _exit_with(message: str) -> None:
   sys.exit(errors.UserError.exit_code)
 
 
-def _config_argument(argv) -> str:
+def _config_argument(argv) -> Optional[str]:
   """The value of --config in argv (`--config=X` or `--config X`; the last one, as
-  absl takes it), '' when absent."""
-  argument = ''
+  absl takes it), None when absent."""
+  argument = None
   for i, arg in enumerate(argv):
     name, equals, value = arg.partition('=')
     if name in ('--config', '-config'):
@@ -66,7 +67,7 @@ def check_config_argv(argv) -> None:
   names no field of that config. ml_collections would fail on either after loading
   (a traceback, or a failure deferred until the config is read)."""
   argument = _config_argument(argv)
-  if not argument:
+  if argument is None:
     return  # absl reports the missing flag
   path = argument.split(':', 1)[0]
   if not os.path.isfile(path):

@@ -43,6 +43,7 @@ CASES = [
     ('log_every=-1', ['--config.log_every=-1'], GOOD, '--config.log_every=-1: must be > 0'),
     ('missing config file', ['--config=configs/no_such.py'], GOOD,
      '--config=configs/no_such.py: no such file'),
+    ('empty --config', ['--config='], GOOD, '--config=: no such file'),
     ('no --workdir', ['--workdir='], GOOD, '--workdir is required for --mode=train'),
     ('no --workdir for sample', ['--workdir=', '--mode=sample'], GOOD,
      '--workdir is required for --mode=sample'),
@@ -127,6 +128,14 @@ def test_read_only_workdir(tmp_path):
     out = run_main(f'--config={NOTTINGHAM}', f'--workdir={run}', *TINY)
     _assert_one_line_exit_2(out, f'--workdir={run}: {run} is not writable')
     assert snapshot(run) == before
+
+
+def test_workdir_that_is_a_file(tmp_path):
+  run = tmp_path / 'run'
+  run.write_text('not a directory')
+  out = run_main(f'--config={NOTTINGHAM}', f'--workdir={run}', *TINY)
+  _assert_one_line_exit_2(out, f'--workdir={run}: {run} is not a directory')
+  assert run.read_text() == 'not a directory'
 
 
 def _fill(directory) -> None:
