@@ -20,6 +20,7 @@ from reexam_jax import evaluate
 from reexam_jax import experiments
 from reexam_jax import models
 from reexam_jax import parallel
+from reexam_jax import preemption
 from reexam_jax import runtime
 from reexam_jax import workdir as workdir_lib
 from reexam_jax.data import batching
@@ -134,6 +135,19 @@ class MetricsLog:
         f.write(json.dumps(record, sort_keys=True) + '\n')
 
 
+def window_to_json(sums):
+  """The train metrics summed since the last metrics line, as JSON numbers (a tree
+  like sums) for the checkpoint record, so a run resumed between two log steps logs
+  the same averages. `window_from_json` reverses it exactly (float32 and int32 scalars
+  survive the trip through Python numbers)."""
+  return jax.tree.map(lambda v: v.item(), jax.device_get(sums))
+
+
+def window_from_json(window):
+  """window_to_json's inverse: the sums as JAX scalars."""
+  return jax.tree.map(jnp.asarray, window)
+
+
 def make_evaluator(config, model, data) -> evaluate.Evaluator:
   """Evaluation batches sorted by length, except for file-list datasets (VCTK, Blizzard)
   which the reference evaluates in list order (data['sort_eval'])."""
@@ -215,7 +229,12 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
 
   Bad input (config values, a workdir of another config or not writable, unusable
   data) raises errors.UserError before workdir is made or changed; workdir/config.json
-  records config before the first checkpoint."""
+  records config before the first checkpoint.
+
+  SIGTERM or SIGINT during the training loop finishes the current step, saves a
+  checkpoint and raises errors.TrainingInterrupted. During the final test evaluation
+  they act as usual (SIGTERM ends the process, SIGINT raises KeyboardInterrupt); the
+  last checkpoint is complete by then, so a rerun only evaluates."""
   wall_start = time.time()
   config_checks.validate(config)
   workdir_lib.check_writable(workdir)
@@ -260,50 +279,62 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
     return scores['elbo']
 
   compile_s, window_ms = 0.0, []
-  window_start, window_steps, sums = time.time(), 0, {}
+  # Checkpoints written before log_window was recorded resume with an empty window.
+  sums = window_from_json(record.pop('log_window', {}))
+  window_start, window_steps = time.time(), 0
   bar = tqdm.tqdm(total=config.num_steps, initial=start_step, dynamic_ncols=True,
                   disable=not config.progress_bar or jax.process_index() != 0)
-  for step in range(start_step, config.num_steps):
-    x, y = stream.batch(step)
-    if step == start_step:
-      t0 = time.time()
-      state, metrics = train_step(state, put(x), put(y), train_rng)
-      jax.block_until_ready(state)
-      compile_s = time.time() - t0
-      window_start = time.time()
-    else:
-      state, metrics = train_step(state, put(x), put(y), train_rng)
-      window_steps += 1
-    sums = jax.tree_util.tree_map(lambda a, b: a + b, sums, metrics) if sums else metrics
-    done = step + 1
-    bar.update(1)
-    if done % config.log_every == 0 or done == config.num_steps:
-      host = jax.device_get(sums)
-      if window_steps:
-        window_ms.append(1e3 * (time.time() - window_start) / window_steps)
-      n = float(host['elements']) / config.loss_elements  # loss units in the window
-      line = dict(step=done, train_loss=float(host['loss']) / float(host['steps']),
-                  train_ll=-float(host['nll']) / n,
-                  learning_rate=float(schedule(done - 1)))
-      if latent:
-        line.update(train_kl=float(host['kl']) / n, kl_weight=float(metrics['kl_weight']))
-      log.write(**line)
-      bar.set_postfix(loss=f'{line["train_loss"]:.3f}', ll=f'{line["train_ll"]:.3f}')
-      sums, window_start, window_steps = {}, time.time(), 0
-    if done % config.eval_every == 0 or done == config.num_steps:
-      valid_ll = validate(done, state.params)
-      if valid_ll > record['best_valid_ll']:
-        best_params = jax.tree_util.tree_map(jnp.copy, state.params)
-        record.update(best_valid_ll=valid_ll, best_step=done)
-      bar.write(f'step {done}: valid {unit} {valid_ll:.4f} '
-                f'(best {record["best_valid_ll"]:.4f} at {record["best_step"]})')
-      window_start = time.time()  # evaluation time is not step time
-    if done % config.checkpoint_every == 0 or done == config.num_steps:
-      ckpt.save(done, state, best_params, dict(record, data_epoch=stream.position(done)[0],
-                                              data_chunk=stream.position(done)[1]))
-  bar.close()
-  ckpt.wait()
-  ckpt.close()
+  # SIGTERM/SIGINT (preemption, Ctrl-C) end the loop after the current step and a save.
+  with preemption.stop_signals() as stop:
+    for step in range(start_step, config.num_steps):
+      x, y = stream.batch(step)
+      if step == start_step:
+        t0 = time.time()
+        state, metrics = train_step(state, put(x), put(y), train_rng)
+        jax.block_until_ready(state)
+        compile_s = time.time() - t0
+        window_start = time.time()
+      else:
+        state, metrics = train_step(state, put(x), put(y), train_rng)
+        window_steps += 1
+      sums = jax.tree_util.tree_map(lambda a, b: a + b, sums, metrics) if sums else metrics
+      done = step + 1
+      bar.update(1)
+      if done % config.log_every == 0 or done == config.num_steps:
+        host = jax.device_get(sums)
+        if window_steps:
+          window_ms.append(1e3 * (time.time() - window_start) / window_steps)
+        n = float(host['elements']) / config.loss_elements  # loss units in the window
+        line = dict(step=done, train_loss=float(host['loss']) / float(host['steps']),
+                    train_ll=-float(host['nll']) / n,
+                    learning_rate=float(schedule(done - 1)))
+        if latent:
+          line.update(train_kl=float(host['kl']) / n, kl_weight=float(metrics['kl_weight']))
+        log.write(**line)
+        bar.set_postfix(loss=f'{line["train_loss"]:.3f}', ll=f'{line["train_ll"]:.3f}')
+        sums, window_start, window_steps = {}, time.time(), 0
+      if done % config.eval_every == 0 or done == config.num_steps:
+        valid_ll = validate(done, state.params)
+        if valid_ll > record['best_valid_ll']:
+          best_params = jax.tree_util.tree_map(jnp.copy, state.params)
+          record.update(best_valid_ll=valid_ll, best_step=done)
+        bar.write(f'step {done}: valid {unit} {valid_ll:.4f} '
+                  f'(best {record["best_valid_ll"]:.4f} at {record["best_step"]})')
+        window_start = time.time()  # evaluation time is not step time
+      if (done % config.checkpoint_every == 0 or done == config.num_steps
+          or stop.signum is not None):
+        ckpt.save(done, state, best_params, dict(record, data_epoch=stream.position(done)[0],
+                                                data_chunk=stream.position(done)[1],
+                                                log_window=window_to_json(sums)))
+      if stop.signum is not None:
+        break
+    bar.close()
+    ckpt.wait()  # still inside: a second signal cannot cut the write short
+    ckpt.close()
+  if stop.signum is not None:
+    raise errors.TrainingInterrupted(
+        f'{stop.name}: stopped after step {int(state.step)} of {config.num_steps} and saved '
+        f'a checkpoint in {workdir}; run the same command to resume', stop.signum)
 
   results = dict(
       dataset=config.dataset, model=config.model.name,
