@@ -15,6 +15,7 @@ import tqdm
 
 from reexam_jax import checkpointing
 from reexam_jax import evaluate
+from reexam_jax import fileio
 from reexam_jax import models
 from reexam_jax import parallel
 from reexam_jax import runtime
@@ -91,15 +92,6 @@ def make_train_step(model, optimizer, config):
   return jax.jit(train_step, donate_argnums=(0,))
 
 
-def _write_json(path: str, obj: Dict[str, Any]) -> None:
-  """Writes JSON atomically (temporary file, then rename)."""
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write('\n')
-  os.replace(tmp, path)
-
-
 class MetricsLog:
   """workdir/metrics.jsonl, one JSON object per line; on resume, lines past the
   restored step are dropped so the file matches an uninterrupted run."""
@@ -110,13 +102,11 @@ class MetricsLog:
     if self.enabled and os.path.exists(self.path):
       with open(self.path) as f:
         kept = [l for l in f if l.strip() and json.loads(l)['step'] <= resume_step]
-      with open(self.path, 'w') as f:
-        f.writelines(kept)
+      fileio.write_text(self.path, ''.join(kept))
 
   def write(self, **record) -> None:
     if self.enabled:
-      with open(self.path, 'a') as f:
-        f.write(json.dumps(record, sort_keys=True) + '\n')
+      fileio.append_json_line(self.path, record)
 
 
 def make_evaluator(config, model, data) -> evaluate.Evaluator:
@@ -176,7 +166,7 @@ def evaluate_checkpoint(config, workdir: str) -> Dict[str, Any]:
   results.update(score_test(config, make_evaluator(config, model, data), best_params,
                             data['test'], eval_rng))
   if jax.process_index() == 0:
-    _write_json(os.path.join(workdir, 'eval_results.json'), results)
+    fileio.write_json(os.path.join(workdir, 'eval_results.json'), results)
   return results
 
 
@@ -276,5 +266,5 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   results.update(score_test(config, evaluator, best_params, data['test'], eval_rng))
   results['wall_s'] = time.time() - wall_start
   if jax.process_index() == 0:
-    _write_json(os.path.join(workdir, 'results.json'), results)
+    fileio.write_json(os.path.join(workdir, 'results.json'), results)
   return results
