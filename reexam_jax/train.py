@@ -92,6 +92,12 @@ def make_train_step(model, optimizer, config):
   return jax.jit(train_step, donate_argnums=(0,))
 
 
+def own_copy(params):
+  """A copy of params in buffers of its own: the train step donates (frees) the
+  state's buffers, so parameters kept across steps (the best ones) must not alias them."""
+  return jax.tree.map(jnp.copy, params)
+
+
 class MetricsLog:
   """workdir/metrics.jsonl, one JSON object per line; on resume, lines past the
   restored step are dropped so the file matches an uninterrupted run."""
@@ -189,7 +195,8 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   optimizer = make_optimizer(config)
   state = jax.device_put(TrainState(jnp.int32(0), params, optimizer.init(params)),
                          parallel.replicated(mesh))
-  best_params, record = params, dict(best_valid_ll=-math.inf, best_step=0)
+  best_params = own_copy(state.params)
+  record = dict(best_valid_ll=-math.inf, best_step=0)
   ckpt = checkpointing.Checkpointer(workdir)
   if ckpt.latest_step() is not None:
     state, best_params, record = ckpt.restore(state, best_params)
@@ -244,8 +251,8 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
       sums, window_start, window_steps = {}, time.time(), 0
     if done % config.eval_every == 0 or done == config.num_steps:
       valid_ll = validate(done, state.params)
-      if valid_ll > record['best_valid_ll']:
-        best_params = jax.tree_util.tree_map(jnp.copy, state.params)
+      if math.isfinite(valid_ll) and valid_ll > record['best_valid_ll']:
+        best_params = own_copy(state.params)
         record.update(best_valid_ll=valid_ll, best_step=done)
       bar.write(f'step {done}: valid {unit} {valid_ll:.4f} '
                 f'(best {record["best_valid_ll"]:.4f} at {record["best_step"]})')

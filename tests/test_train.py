@@ -26,14 +26,19 @@ RESULT_KEYS = {'params', 'steps', 'valid_ll', 'test_ll', 'll_unit', 'step_time_m
                'compile_s', 'wall_s'}
 
 
-def tiny_config(model, **overrides):
-  """A few steps of a small model on Nottingham, evaluating on two batches."""
+def tiny_arg(**overrides) -> str:
+  """A few steps of a small model on Nottingham, evaluating on two batches, as a config
+  argument: 'num_steps=6,eval_every=3,...'."""
   arg = dict(num_steps=6, eval_every=3, checkpoint_every=3, log_every=3, tgt_len=20,
              eval_tgt_len=20, batch_size=4, eval_batch_size=4, max_eval_batches=2,
              iwae_samples=4, iwae_chunk=2, d_rnn=16, d_emb=16, d_lat=8, progress_bar=False)
   arg.update(overrides)
-  config = experiments.get_config('nottingham', model,
-                                  ','.join(f'{k}={v}' for k, v in arg.items()))
+  return ','.join(f'{k}={v}' for k, v in arg.items())
+
+
+def tiny_config(model, **overrides):
+  """tiny_arg's config of `model` on the shared Nottingham data."""
+  config = experiments.get_config('nottingham', model, tiny_arg(**overrides))
   config.unlock()
   config.data_dir = MIDI_DIR
   return config
