@@ -12,6 +12,8 @@ from typing import Optional
 
 import ml_collections
 
+from reexam_jax import errors
+
 # Paper Table 4 (test LL, higher is better; SRNN rows are ELBOs), for reports.
 PAPER_TABLE4 = {
     'f_rnn': dict(timit=32745, vctk=0.786, blizzard=7610, muse=-6.991, nottingham=-3.400,
@@ -196,6 +198,8 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
   config.learning_rate = 1e-3            # Adam
   config.end_learning_rate = 1e-6        # cosine decay target
   config.grad_clip = 0.5                 # global-norm clipping
+  config.skip_nonfinite = False          # True: skip (and count) steps with a non-finite
+                                         # loss or gradient instead of stopping the run
   # Training matmuls: 'default' (the platform's: float32 on CPU, TF32 on recent GPUs),
   # 'highest' (true float32) or a jax.lax.DotAlgorithmPreset name such as
   # 'BF16_BF16_F32' (mixed precision). Evaluation always uses true float32.
@@ -225,3 +229,15 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
     config.loss_elements = 88 if domain == 'midi' else 1  # training loss per this many elements
   config.lock()
   return config
+
+
+def check_optimizer(config) -> None:
+  """Rejects learning rates Adam cannot use. Adam moves every weight by about the
+  learning rate per step whatever the gradient's scale, so a rate above 1 (a typo such
+  as 1e6) trains to garbage without any number ever becoming non-finite."""
+  if not 0 < config.learning_rate <= 1:
+    raise errors.UserError(f'--config.learning_rate={config.learning_rate}: Adam needs a '
+                           'learning rate in (0, 1]')
+  if not 0 <= config.end_learning_rate <= config.learning_rate:
+    raise errors.UserError(f'--config.end_learning_rate={config.end_learning_rate}: the '
+                           f'cosine decay needs 0 <= end_learning_rate <= learning_rate')
