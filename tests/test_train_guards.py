@@ -1,6 +1,6 @@
 """Training that never crashes on its own bookkeeping and never reports a silently wrong
 number: checkpoints before any improvement, non-finite validation scores, non-finite
-steps (stop with exit 3, or skip and count), strict JSON.
+steps (stop with exit 3, or skip and count), strict JSON, byte-identical reruns.
 
 Real runs go through the command line on a tiny Nottingham F-RNN (test_train.tiny_arg).
 Faults are put in from outside the library: a `python -c` script wraps a function of
@@ -137,6 +137,16 @@ def test_skip_nonfinite_skips_and_counts(tmp_path):
   assert all(math.isfinite(l['train_loss']) for l in train_lines)
   results = strict_json((tmp_path / 'results.json').read_text())
   assert results['skipped_steps'] == 3 and math.isfinite(results['test_ll'])
+
+
+@needs_midi
+def test_same_config_and_seed_give_identical_metrics(tmp_path):
+  """Two fresh processes, same config and seed (random batches and dropout masks)."""
+  for run in ('a', 'b'):
+    out = run_cli(tmp_path / run, num_steps=4, log_every=1, eval_every=2)
+    assert out.returncode == 0, out.stderr[-3000:]
+  assert ((tmp_path / 'a' / 'metrics.jsonl').read_bytes()
+          == (tmp_path / 'b' / 'metrics.jsonl').read_bytes())
 
 
 def test_train_step_leaves_state_unchanged_on_nonfinite_batch():
