@@ -104,12 +104,17 @@ def make_train_step(model, optimizer, config):
     w = kl_weight(config, state.step)
     with jax.default_matmul_precision(config.matmul_precision):
       grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x, y, w, rng)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
     finite = finite_terms(metrics['nll'], metrics['kl'], grads)
     ok = jax.tree.reduce(jnp.logical_and, finite)
-    keep_if_bad = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
-    params, opt_state = keep_if_bad((params, opt_state), (state.params, state.opt_state))
+
+    def update(params, opt_state):
+      updates, opt_state = optimizer.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state
+
+    # A branch, not a select of both results: no extra pass over parameters and
+    # optimiser state on healthy steps.
+    params, opt_state = jax.lax.cond(ok, update, lambda p, s: (p, s), state.params,
+                                     state.opt_state)
     metrics = {k: jnp.where(ok, v, 0.0) for k, v in metrics.items()}
     metrics.update(kl_weight=w, steps=ok.astype(jnp.float32),
                    nonfinite_steps=(~ok).astype(jnp.float32),
@@ -324,6 +329,10 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
       if config.skip_nonfinite:
         line.update(skipped_steps=int(host['nonfinite_steps']))
         record['skipped_steps'] += line['skipped_steps']
+        if line['skipped_steps']:
+          bar.write(f'skipped {line["skipped_steps"]} non-finite steps up to step {done} '
+                    f'({record["skipped_steps"]} in all), the first at '
+                    f'{nonfinite_message(host["first_nonfinite"])}')
       log.write(**line)
       bar.set_postfix(loss=f'{line["train_loss"]:.3f}', ll=f'{line["train_ll"]:.3f}')
       sums, window_start, window_steps = {}, time.time(), 0
