@@ -50,3 +50,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise errors.UserError(f'--config.{name}={value}: must be >= 0')
   if not 0 <= config.model.dropout <= 1:
     raise errors.UserError(f'--config.model.dropout={config.model.dropout}: must be in [0, 1]')
+  check_optimizer(config)
+
+
+def check_optimizer(config) -> None:
+  """Rejects learning rates Adam cannot use. Adam moves every weight by about the
+  learning rate per step whatever the gradient's scale, so a rate above 1 (a typo such
+  as 1e6) trains to garbage without any number ever becoming non-finite."""
+  if not 0 < config.learning_rate <= 1:
+    raise errors.UserError(f'--config.learning_rate={config.learning_rate}: Adam needs a '
+                           'learning rate in (0, 1]')
+  if not 0 <= config.end_learning_rate <= config.learning_rate:
+    raise errors.UserError(f'--config.end_learning_rate={config.end_learning_rate}: the '
+                           f'cosine decay needs 0 <= end_learning_rate <= learning_rate')

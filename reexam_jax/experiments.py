@@ -200,6 +200,8 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
   config.learning_rate = 1e-3            # Adam
   config.end_learning_rate = 1e-6        # cosine decay target
   config.grad_clip = 0.5                 # global-norm clipping
+  config.skip_nonfinite = False          # True: skip (and count) steps with a non-finite
+                                         # loss or gradient instead of stopping the run
   # Training matmuls: 'default' (the platform's: float32 on CPU, TF32 on recent GPUs),
   # 'highest' (true float32) or a jax.lax.DotAlgorithmPreset name such as
   # 'BF16_BF16_F32' (mixed precision). Evaluation always uses true float32.
@@ -232,3 +234,4 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
     config.loss_elements = 88 if domain == 'midi' else 1  # training loss per this many elements
   config.lock()
   return config
+

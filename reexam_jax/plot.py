@@ -23,7 +23,8 @@ PANELS = (('train_ll', 'LL (train, valid)'), ('train_kl', 'train KL'),
 
 
 def load_metrics(workdir: str) -> Dict[str, np.ndarray]:
-  """metrics.jsonl -> {key: [N, 2] array of (step, value)} for every logged key."""
+  """metrics.jsonl -> {key: [N, 2] array of (step, value)} for every logged number
+  (a null, a non-finite value, leaves a gap; the "nonfinite" flag list is no curve)."""
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
     raise FileNotFoundError(f'{path}: no metrics (is {workdir} a training workdir?)')
@@ -33,7 +34,7 @@ def load_metrics(workdir: str) -> Dict[str, np.ndarray]:
       if line.strip():
         record = json.loads(line)
         for key, value in record.items():
-          if key != 'step' and value is not None:
+          if key != 'step' and isinstance(value, (int, float)):
             series.setdefault(key, []).append((record['step'], value))
   return {k: np.asarray(v, np.float64) for k, v in series.items()}
 

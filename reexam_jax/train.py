@@ -5,7 +5,7 @@ import math
 import os
 import statistics
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import flax
 import jax
@@ -18,6 +18,7 @@ from reexam_jax import config_checks
 from reexam_jax import errors
 from reexam_jax import evaluate
 from reexam_jax import experiments
+from reexam_jax import fileio
 from reexam_jax import models
 from reexam_jax import parallel
 from reexam_jax import preemption
@@ -63,6 +64,18 @@ def _check_matmul_precision(value: str) -> None:
         f'or a jax.lax.DotAlgorithmPreset name such as BF16_BF16_F32')
 
 
+NO_STEP = jnp.iinfo(jnp.int32).max  # first_nonfinite of a term that stayed finite
+
+
+def finite_terms(nll, kl, grads) -> Dict[str, Dict[str, jax.Array]]:
+  """Which terms of one step are finite (bool scalars): {'loss': {'NLL', 'KL'}, 'grad':
+  {group: all of its gradient}}, a group being a top-level entry of the params tree."""
+  all_finite = lambda tree: jax.tree.reduce(
+      jnp.logical_and, jax.tree.map(lambda g: jnp.isfinite(g).all(), tree))
+  return dict(loss=dict(NLL=jnp.isfinite(nll), KL=jnp.isfinite(kl)),
+              grad={group: all_finite(g) for group, g in grads.items()})
+
+
 def make_loss_fn(model, config):
   """loss_fn(params, x, y, kl_weight, rng) -> (loss, metrics) with x, y: [T, B, D].
 
@@ -90,6 +103,12 @@ def make_train_step(model, optimizer, config):
   host. Every matmul of the forward and backward pass uses `config.matmul_precision`
   (e.g. 'BF16_BF16_F32': bfloat16 operands, float32 accumulation, for GPU/TPU tensor
   cores); parameters, optimiser state and element-wise work stay float32.
+
+  A step whose NLL, KL or gradient is not finite changes neither the parameters nor the
+  optimiser state (only state.step advances) and adds nothing to the loss sums; it is
+  counted in metrics['nonfinite_steps'], and metrics['first_nonfinite'] holds, per term
+  of `finite_terms`, this step's number (state.step + 1) if that term is not finite,
+  else NO_STEP. The host decides, without blocking on every step, whether to stop.
   """
   _check_matmul_precision(config.matmul_precision)
   loss_fn = make_loss_fn(model, config)
@@ -99,21 +118,70 @@ def make_train_step(model, optimizer, config):
     w = kl_weight(config, state.step)
     with jax.default_matmul_precision(config.matmul_precision):
       grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x, y, w, rng)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics.update(kl_weight=w, steps=jnp.float32(1))
+    finite = finite_terms(metrics['nll'], metrics['kl'], grads)
+    ok = jax.tree.reduce(jnp.logical_and, finite)
+
+    def update(params, opt_state):
+      updates, opt_state = optimizer.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state
+
+    # A branch, not a select of both results: no extra pass over parameters and
+    # optimiser state on healthy steps.
+    params, opt_state = jax.lax.cond(ok, update, lambda p, s: (p, s), state.params,
+                                     state.opt_state)
+    metrics = {k: jnp.where(ok, v, 0.0) for k, v in metrics.items()}
+    metrics.update(kl_weight=w, steps=ok.astype(jnp.float32),
+                   nonfinite_steps=(~ok).astype(jnp.float32),
+                   first_nonfinite=jax.tree.map(
+                       lambda f: jnp.where(f, NO_STEP, state.step + 1), finite))
     return TrainState(state.step + 1, params, opt_state), metrics
 
   return jax.jit(train_step, donate_argnums=(0,))
 
 
-def _write_json(path: str, obj: Dict[str, Any]) -> None:
-  """Writes JSON atomically (temporary file, then rename)."""
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write('\n')
-  os.replace(tmp, path)
+@jax.jit
+def accumulate(sums, metrics):
+  """The window's metrics plus one step's: sums, except first_nonfinite (a minimum)."""
+  out = {k: sums[k] + v for k, v in metrics.items() if k != 'first_nonfinite'}
+  out['first_nonfinite'] = jax.tree.map(jnp.minimum, sums['first_nonfinite'],
+                                        metrics['first_nonfinite'])
+  return out
+
+
+def nonfinite_message(first_nonfinite: Dict[str, Dict[str, int]]) -> Optional[str]:
+  """'step 7: non-finite NLL, gradient of core, output' for the first non-finite step
+  in first_nonfinite (host integers, as `accumulate` leaves them); None if none."""
+  first = min(v for terms in first_nonfinite.values() for v in terms.values())
+  if first == NO_STEP:
+    return None
+  bad = lambda kind: [k for k, v in sorted(first_nonfinite[kind].items()) if v == first]
+  parts = bad('loss') + ([f'gradient of {", ".join(bad("grad"))}'] if bad('grad') else [])
+  return f'step {first}: non-finite {", ".join(parts)}'
+
+
+def stop_if_nonfinite(first_nonfinite, ckpt: checkpointing.Checkpointer) -> None:
+  """Raises TrainingDiverged naming the first non-finite step of the window, after the
+  checkpoints saved so far (all from before it) are complete on disk."""
+  bad = nonfinite_message(first_nonfinite)
+  if bad:
+    ckpt.wait()
+    last = ckpt.latest_step()
+    ckpt.close()
+    kept = ('no checkpoint was saved' if last is None
+            else f'the last checkpoint (step {last}) is kept')
+    raise errors.TrainingDiverged(f'training diverged at {bad}; {kept}; '
+                                  '--config.skip_nonfinite=True skips such steps instead')
+
+
+def _ratio(total, count) -> float:
+  """total / count as a Python float; NaN for an empty window (every step skipped)."""
+  return float(total) / float(count) if count else math.nan
+
+
+def own_copy(params):
+  """A copy of params in buffers of its own: the train step donates (frees) the
+  state's buffers, so parameters kept across steps (the best ones) must not alias them."""
+  return jax.tree.map(jnp.copy, params)
 
 
 class MetricsLog:
@@ -126,13 +194,11 @@ class MetricsLog:
     if self.enabled and os.path.exists(self.path):
       with open(self.path) as f:
         kept = [l for l in f if l.strip() and json.loads(l)['step'] <= resume_step]
-      with open(self.path, 'w') as f:
-        f.writelines(kept)
+      fileio.write_text(self.path, ''.join(kept))
 
   def write(self, **record) -> None:
     if self.enabled:
-      with open(self.path, 'a') as f:
-        f.write(json.dumps(record, sort_keys=True) + '\n')
+      fileio.append_json_line(self.path, record)
 
 
 def window_to_json(sums):
@@ -219,7 +285,7 @@ def evaluate_checkpoint(config, workdir: str) -> Dict[str, Any]:
   results.update(score_test(config, make_evaluator(config, model, data), best_params,
                             data['test'], eval_rng))
   if jax.process_index() == 0:
-    _write_json(os.path.join(workdir, 'eval_results.json'), results)
+    fileio.write_json(os.path.join(workdir, 'eval_results.json'), results)
   return results
 
 
@@ -253,12 +319,14 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   optimizer = make_optimizer(config)
   state = jax.device_put(TrainState(jnp.int32(0), params, optimizer.init(params)),
                          parallel.replicated(mesh))
-  best_params, record = params, dict(best_valid_ll=-math.inf, best_step=0)
+  best_params = own_copy(state.params)
+  record = dict(best_valid_ll=-math.inf, best_step=0, skipped_steps=0)
   os.makedirs(workdir, exist_ok=True)
   workdir_lib.write_config(config, workdir)
   ckpt = checkpointing.Checkpointer(workdir)
   if ckpt.latest_step() is not None:
-    state, best_params, record = ckpt.restore(state, best_params)
+    state, best_params, restored = ckpt.restore(state, best_params)
+    record.update(restored)
   record['config'] = workdir_lib.config_dict(config)  # saved with every checkpoint
   start_step = int(state.step)
   log = MetricsLog(workdir, start_step)
@@ -297,32 +365,45 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
       else:
         state, metrics = train_step(state, put(x), put(y), train_rng)
         window_steps += 1
-      sums = jax.tree_util.tree_map(lambda a, b: a + b, sums, metrics) if sums else metrics
+      sums = accumulate(sums, metrics) if sums else metrics
       done = step + 1
       bar.update(1)
-      if done % config.log_every == 0 or done == config.num_steps:
+      log_now = done % config.log_every == 0 or done == config.num_steps
+      eval_now = done % config.eval_every == 0 or done == config.num_steps
+      save_now = (done % config.checkpoint_every == 0 or done == config.num_steps
+                  or stop.signum is not None)
+      if log_now or eval_now or save_now:  # the host waits for the step here, not before
         host = jax.device_get(sums)
+        if not config.skip_nonfinite:
+          stop_if_nonfinite(host['first_nonfinite'], ckpt)
+      if log_now:
         if window_steps:
           window_ms.append(1e3 * (time.time() - window_start) / window_steps)
         n = float(host['elements']) / config.loss_elements  # loss units in the window
-        line = dict(step=done, train_loss=float(host['loss']) / float(host['steps']),
-                    train_ll=-float(host['nll']) / n,
+        line = dict(step=done, train_loss=_ratio(host['loss'], host['steps']),
+                    train_ll=-_ratio(host['nll'], n),
                     learning_rate=float(schedule(done - 1)))
         if latent:
-          line.update(train_kl=float(host['kl']) / n, kl_weight=float(metrics['kl_weight']))
+          line.update(train_kl=_ratio(host['kl'], n), kl_weight=float(metrics['kl_weight']))
+        if config.skip_nonfinite:
+          line.update(skipped_steps=int(host['nonfinite_steps']))
+          record['skipped_steps'] += line['skipped_steps']
+          if line['skipped_steps']:
+            bar.write(f'skipped {line["skipped_steps"]} non-finite steps up to step {done} '
+                      f'({record["skipped_steps"]} in all), the first at '
+                      f'{nonfinite_message(host["first_nonfinite"])}')
         log.write(**line)
         bar.set_postfix(loss=f'{line["train_loss"]:.3f}', ll=f'{line["train_ll"]:.3f}')
         sums, window_start, window_steps = {}, time.time(), 0
-      if done % config.eval_every == 0 or done == config.num_steps:
+      if eval_now:
         valid_ll = validate(done, state.params)
-        if valid_ll > record['best_valid_ll']:
-          best_params = jax.tree_util.tree_map(jnp.copy, state.params)
+        if math.isfinite(valid_ll) and valid_ll > record['best_valid_ll']:
+          best_params = own_copy(state.params)
           record.update(best_valid_ll=valid_ll, best_step=done)
         bar.write(f'step {done}: valid {unit} {valid_ll:.4f} '
                   f'(best {record["best_valid_ll"]:.4f} at {record["best_step"]})')
         window_start = time.time()  # evaluation time is not step time
-      if (done % config.checkpoint_every == 0 or done == config.num_steps
-          or stop.signum is not None):
+      if save_now:
         ckpt.save(done, state, best_params, dict(record, data_epoch=stream.position(done)[0],
                                                 data_chunk=stream.position(done)[1],
                                                 log_window=window_to_json(sums)))
@@ -340,11 +421,12 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
       dataset=config.dataset, model=config.model.name,
       params=models.count_params(model, best_params), steps=config.num_steps,
       best_step=record['best_step'], valid_ll=record['best_valid_ll'],
+      skipped_steps=record['skipped_steps'],
       step_time_ms_median=statistics.median(window_ms) if window_ms else None,
       compile_s=compile_s)
   results.update(score_test(config, evaluator, best_params, data['test'], eval_rng))
   results.update(split_record(config, model))
   results['wall_s'] = time.time() - wall_start
   if jax.process_index() == 0:
-    _write_json(os.path.join(workdir, 'results.json'), results)
+    fileio.write_json(os.path.join(workdir, 'results.json'), results)
   return results

@@ -26,7 +26,8 @@ def runs(tmp_path):
            kl_weight=0.2),
       dict(step=200, train_ll=-3.5, train_loss=3.8, learning_rate=9e-4, train_kl=0.8,
            kl_weight=0.21),
-      dict(step=200, valid_ll=-3.9)])
+      dict(step=200, valid_ll=-3.9),
+      dict(step=300, valid_ll=None, nonfinite=['valid_ll'])])
   return rnn, srnn
 
 

@@ -1,0 +1,56 @@
+"""The JSON files a run writes (results.json, eval_results.json, metrics.jsonl): always
+valid JSON, whole files written atomically.
+
+JSON has no NaN or Infinity. A non-finite number is written as null and its key listed
+under "nonfinite" (e.g. `"valid_ll": null, "nonfinite": ["valid_ll"]`), so a reader
+sees that a number went wrong rather than that it is missing. Anything else that is not
+JSON (a nested NaN, an array) fails loudly (`allow_nan=False`) instead of being written.
+"""
+import json
+import math
+import os
+from typing import Any, Dict
+
+import numpy as np
+
+
+def finite_or_null(record: Dict[str, Any]) -> Dict[str, Any]:
+  """record with every non-finite number replaced by None and those keys listed, sorted,
+  under 'nonfinite' (no 'nonfinite' key when all numbers are finite)."""
+  out, nonfinite = {}, []
+  for key, value in record.items():
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+      value = None
+      nonfinite.append(key)
+    out[key] = value
+  if nonfinite:
+    out['nonfinite'] = sorted(nonfinite)
+  return out
+
+
+def json_line(record: Dict[str, Any]) -> str:
+  """One JSON Lines line (with its newline), keys sorted."""
+  return json.dumps(finite_or_null(record), sort_keys=True, allow_nan=False) + '\n'
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes path atomically: a temporary file, flushed to disk, then renamed over path,
+  so a reader (or a run killed midway) sees the old file or the new one, never a part."""
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def write_json(path: str, record: Dict[str, Any]) -> None:
+  """Writes record as an indented JSON object, atomically (see write_text)."""
+  write_text(path, json.dumps(finite_or_null(record), indent=2, sort_keys=True,
+                              allow_nan=False) + '\n')
+
+
+def append_json_line(path: str, record: Dict[str, Any]) -> None:
+  """Appends record to the JSON Lines file path with a single write."""
+  with open(path, 'a') as f:
+    f.write(json_line(record))
