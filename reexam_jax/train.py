@@ -389,7 +389,7 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
           line.update(skipped_steps=int(host['nonfinite_steps']))
           record['skipped_steps'] += line['skipped_steps']
           if line['skipped_steps']:
-            bar.write(f'skipped {line["skipped_steps"]} non-finite steps up to step {done} '
+            bar.write(f'skipped {line["skipped_steps"]} non-finite step(s) up to step {done} '
                       f'({record["skipped_steps"]} in all), the first at '
                       f'{nonfinite_message(host["first_nonfinite"])}')
         log.write(**line)

@@ -133,7 +133,7 @@ def test_skip_nonfinite_skips_and_counts(tmp_path):
   out = run_cli(tmp_path, patch=NAN_BATCHES.format(bad={1, 3, 4}),
                 flags=['--config.skip_nonfinite=True'])
   assert out.returncode == 0, out.stderr[-3000:]
-  assert ('skipped 2 non-finite steps up to step 6 (3 in all), the first at step 4: '
+  assert ('skipped 2 non-finite step(s) up to step 6 (3 in all), the first at step 4: '
           'non-finite NLL, gradient of core, output') in out.stdout.splitlines()
   train_lines = [l for l in metrics(tmp_path) if 'train_loss' in l]
   assert [l['skipped_steps'] for l in train_lines] == [1, 2]
