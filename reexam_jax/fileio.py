@@ -54,3 +54,14 @@ def append_json_line(path: str, record: Dict[str, Any]) -> None:
   """Appends record to the JSON Lines file path with a single write."""
   with open(path, 'a') as f:
     f.write(json_line(record))
+
+
+def flatten(tree: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
+  """{'model': {'d_rnn': 8}} -> {'model.d_rnn': 8}."""
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      out[f'{prefix}{key}'] = value
+  return out

@@ -12,9 +12,12 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-# Config fields that do not define the experiment: the seed, and fields that only
-# change logging, checkpoint cadence and the progress bar.
-SEED_LIKE = ('seed', 'progress_bar', 'log_every', 'checkpoint_every')
+from reexam_jax import fileio
+
+# Config fields that do not define the experiment: the seed, fields that only change
+# logging, checkpoint cadence and the progress bar, and where the same data are read.
+SEED_LIKE = ('seed', 'progress_bar', 'log_every', 'checkpoint_every', 'data_dir',
+             'prepared_dir')
 NO_CONFIG = 'no config.json'
 
 
@@ -59,20 +62,9 @@ def find_finished(runs_dir: str) -> List[Run]:
   return [load_run(w) for w in sorted(found)]
 
 
-def flatten(config: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
-  """{'model': {'d_rnn': 8}} -> {'model.d_rnn': 8}."""
-  out = {}
-  for key, value in config.items():
-    if isinstance(value, dict):
-      out.update(flatten(value, f'{prefix}{key}.'))
-    else:
-      out[f'{prefix}{key}'] = value
-  return out
-
-
 def _defining_fields(run: Run) -> Dict[str, str]:
   """The config fields that define run's experiment, values as JSON text."""
-  return {k: json.dumps(v, sort_keys=True) for k, v in flatten(run.config).items()
+  return {k: json.dumps(v, sort_keys=True) for k, v in fileio.flatten(run.config).items()
           if k not in SEED_LIKE}
 
 

@@ -22,6 +22,7 @@ from absl import logging
 import ml_collections
 
 from reexam_jax import errors
+from reexam_jax import fileio
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
@@ -48,24 +49,13 @@ def config_dict(config: ml_collections.ConfigDict) -> Dict[str, Any]:
   return json.loads(json.dumps(config.to_dict()))
 
 
-def _flatten(tree: Dict[str, Any], prefix: str = '') -> Dict[str, Any]:
-  """{'model': {'d_rnn': 1}} -> {'model.d_rnn': 1}."""
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(_flatten(value, f'{prefix}{key}.'))
-    else:
-      out[prefix + key] = value
-  return out
-
-
 _ABSENT = object()
 
 
 def differences(old: Dict[str, Any], new: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
   """(dotted field, old value, new value) for each field that differs, sorted by name;
   a field only one side has is compared with _ABSENT."""
-  old, new = _flatten(old), _flatten(new)
+  old, new = fileio.flatten(old), fileio.flatten(new)
   return [(name, old.get(name, _ABSENT), new.get(name, _ABSENT))
           for name in sorted(old.keys() | new.keys())
           if old.get(name, _ABSENT) != new.get(name, _ABSENT)]
@@ -112,8 +102,7 @@ def check_config(config: ml_collections.ConfigDict, workdir: str,
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Records config in workdir/config.json (atomically: temporary file, then rename),
-  unless it holds exactly this config already."""
+  """Records config in workdir/config.json (atomically), unless it holds exactly this config already."""
   path = os.path.join(workdir, CONFIG_FILE)
   text = json.dumps(config.to_dict(), indent=2, sort_keys=True)
   if os.path.exists(path):
@@ -123,10 +112,7 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   elif os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)):
     logging.warning('%s has checkpoints but no %s (an older version made it): recording '
                     'this config as the one they were trained with', workdir, CONFIG_FILE)
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, path)
+  fileio.write_text(path, text)
 
 
 def check_writable(workdir: str) -> None:
