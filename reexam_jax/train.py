@@ -186,15 +186,21 @@ def own_copy(params):
 
 class MetricsLog:
   """workdir/metrics.jsonl, one JSON object per line; on resume, lines past the
-  restored step are dropped so the file matches an uninterrupted run."""
+  restored step are dropped so the file matches an uninterrupted run. Lines come in
+  step order, so they are cut off by one truncation: in place (a full disk cannot stop
+  it) and never halfway through a line."""
 
   def __init__(self, workdir: str, resume_step: int):
     self.path = os.path.join(workdir, 'metrics.jsonl')
     self.enabled = jax.process_index() == 0
     if self.enabled and os.path.exists(self.path):
-      with open(self.path) as f:
-        kept = [l for l in f if l.strip() and json.loads(l)['step'] <= resume_step]
-      fileio.write_text(self.path, ''.join(kept))
+      with open(self.path, 'r+b') as f:
+        kept_bytes = 0
+        for line in f:
+          if line.strip() and json.loads(line)['step'] > resume_step:
+            break
+          kept_bytes += len(line)
+        f.truncate(kept_bytes)
 
   def write(self, **record) -> None:
     if self.enabled:
