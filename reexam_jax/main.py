@@ -124,7 +124,8 @@ def main(argv):
   except OSError as e:
     if e.errno not in WRITE_ERRNOS:
       raise
-    _exit_with(f'{e.filename}: {e.strerror}')
+    # A plain write() names no file: the workdir is then the place to look.
+    _exit_with(f'{e.filename or "--workdir=" + str(_WORKDIR.value)}: {e.strerror}')
 
 
 def check_run(config, mode: str, workdir: str, allowed) -> None:
