@@ -6,12 +6,12 @@ under "nonfinite" (e.g. `"valid_ll": null, "nonfinite": ["valid_ll"]`), so a rea
 sees that a number went wrong rather than that it is missing. Anything else that is not
 JSON (a nested NaN, an array) fails loudly (`allow_nan=False`) instead of being written.
 """
+import contextlib
 import json
 import math
+import numbers
 import os
 from typing import Any, Dict
-
-import numpy as np
 
 
 def finite_or_null(record: Dict[str, Any]) -> Dict[str, Any]:
@@ -19,7 +19,7 @@ def finite_or_null(record: Dict[str, Any]) -> Dict[str, Any]:
   under 'nonfinite' (no 'nonfinite' key when all numbers are finite)."""
   out, nonfinite = {}, []
   for key, value in record.items():
-    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+    if isinstance(value, numbers.Real) and not math.isfinite(value):
       value = None
       nonfinite.append(key)
     out[key] = value
@@ -33,15 +33,33 @@ def json_line(record: Dict[str, Any]) -> str:
   return json.dumps(finite_or_null(record), sort_keys=True, allow_nan=False) + '\n'
 
 
+@contextlib.contextmanager
+def _naming(path: str):
+  """Re-raises an OSError that names no file (a write to a full disk) naming path."""
+  try:
+    yield
+  except OSError as e:
+    if e.filename:
+      raise
+    raise OSError(e.errno, e.strerror, path) from e
+
+
 def write_text(path: str, text: str) -> None:
   """Writes path atomically: a temporary file, flushed to disk, then renamed over path,
-  so a reader (or a run killed midway) sees the old file or the new one, never a part."""
+  so a reader (or a run killed midway) sees the old file or the new one, never a part.
+  A failed write (a full disk) removes the temporary file and raises OSError naming
+  path."""
   tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  try:
+    with _naming(path), open(tmp, 'w') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except OSError:
+    with contextlib.suppress(OSError):
+      os.remove(tmp)
+    raise
 
 
 def write_json(path: str, record: Dict[str, Any]) -> None:
@@ -52,7 +70,7 @@ def write_json(path: str, record: Dict[str, Any]) -> None:
 
 def append_json_line(path: str, record: Dict[str, Any]) -> None:
   """Appends record to the JSON Lines file path with a single write."""
-  with open(path, 'a') as f:
+  with _naming(path), open(path, 'a') as f:
     f.write(json_line(record))
 
 

@@ -1,6 +1,7 @@
 """fileio: strict JSON with non-finite numbers as null plus a flag; atomic writes."""
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -30,3 +31,14 @@ def test_write_json_is_strict_and_leaves_no_temporary(tmp_path):
   assert (tmp_path / 'm.jsonl').read_text() == (
       '{"loss": null, "nonfinite": ["loss"], "step": 1}\n')
   assert sorted(p.name for p in tmp_path.iterdir()) == ['m.jsonl', 'results.json']
+
+
+def test_failed_write_names_the_file(tmp_path):
+  path = str(tmp_path / 'missing' / 'results.json')
+  with pytest.raises(FileNotFoundError) as e:
+    fileio.write_json(path, dict(steps=6))
+  assert e.value.filename.startswith(path)  # path or its temporary file
+  if os.path.exists('/dev/full'):  # every write fails with ENOSPC and names no file
+    with pytest.raises(OSError, match='No space left on device') as e:
+      fileio.append_json_line('/dev/full', dict(step=1))
+    assert e.value.filename == '/dev/full'
