@@ -125,7 +125,14 @@ def main(argv):
     if e.errno not in WRITE_ERRNOS:
       raise
     # A plain write() names no file: the workdir is then the place to look.
-    _exit_with(f'{e.filename or "--workdir=" + str(_WORKDIR.value)}: {e.strerror}')
+    print(f'error: {e.filename or "--workdir=" + str(_WORKDIR.value)}: {e.strerror}',
+          file=sys.stderr)
+    # Orbax's saving threads may still hold the failed write; an ordinary interpreter
+    # shutdown lets them print tracebacks after the line above. Nothing is left to flush
+    # or save: checkpoints are whole or absent.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(errors.UserError.exit_code)
 
 
 def check_run(config, mode: str, workdir: str, allowed) -> None:
