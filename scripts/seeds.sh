@@ -4,7 +4,8 @@
 #
 #   bash scripts/seeds.sh CONFIG RUNS_DIR N|SEED,SEED,... [FLAG...]
 #
-#   N                 seeds 0 .. N-1; or the seeds themselves, comma-separated
+#   N                 seeds 0 .. N-1 (N <= 100); or the seeds themselves, comma-separated
+#                     (one given seed: `1234,`)
 #   FLAG...           passed to every run, e.g. --config.data_dir=DIR --config.num_steps=5000
 #
 # Workdirs are RUNS_DIR/<config name>/seed<S>, logs beside them (seed<S>.log). A seed
@@ -24,8 +25,12 @@ if [[ ! -f ${config%%:*} ]]; then
   echo "error: CONFIG ${config%%:*}: no such file" >&2; exit 2
 fi
 if [[ $count =~ ^[1-9][0-9]*$ ]]; then
+  if (( count > 100 )); then
+    echo "error: N=$count runs? N counts seeds (at most 100); for the one seed $count write '$count,'" >&2
+    exit 2
+  fi
   seeds=($(seq 0 $((count - 1))))
-elif [[ $count =~ ^[0-9]+(,[0-9]+)+$ ]]; then
+elif [[ $count =~ ^[0-9]+(,[0-9]+)*,?$ && $count == *,* ]]; then
   seeds=(${count//,/ })
 else
   echo "error: N|SEEDS '$count': give a count >= 1 or comma-separated seeds" >&2; exit 2

@@ -111,6 +111,11 @@ def test_seeds_pinned_one_per_core_then_report(tmp_path, env):
   assert sorted(_calls(runs)) == [0, 1, 2, 5]
   assert '| F-RNN | -3.42 ± 0.0216 / -3.4 (-0.02, -0.9 sd) n=4 |' in out.stdout.splitlines()
 
+  # One given seed, written with a trailing comma (a lone number is a count).
+  out = _seeds(env, runs, '7,', '--config.num_steps=7')
+  assert out.returncode == 0, out.stdout + out.stderr
+  assert sorted(_calls(runs)) == [0, 1, 2, 5, 7]
+
 
 def test_failed_seed_is_reported(tmp_path, env):
   runs = tmp_path / 'runs'
@@ -126,6 +131,8 @@ def test_failed_seed_is_reported(tmp_path, env):
      "error: N|SEEDS '0': give a count >= 1 or comma-separated seeds"),
     (['configs/nottingham_f_rnn.py', 'runs', '1,x'],
      "error: N|SEEDS '1,x': give a count >= 1 or comma-separated seeds"),
+    (['configs/nottingham_f_rnn.py', 'runs', '1234'],
+     "error: N=1234 runs? N counts seeds (at most 100); for the one seed 1234 write '1234,'"),
     (['configs/no_such.py:seed=1', 'runs', '2'],
      'error: CONFIG configs/no_such.py: no such file'),
 ])
