@@ -1,15 +1,17 @@
-"""Our MIDI F-RNN and F-SRNN against the PyTorch yardstick at initialisation: the same
-parameters, batch and latent noise, dropout off; prints both training losses and, per
-parameter, how far our gradient is from the yardstick's.
+"""Our MIDI F-RNN, F-SRNN and delta-RNN (random split) against the PyTorch yardstick at
+initialisation: the same parameters, batch and latent noise, dropout off; prints both
+training losses and, per parameter, how far our gradient is from the yardstick's.
 
-  python benchmarks/torch_agreement.py [--models f_rnn f_srnn] [--batch 16]
-      [--tgt_len 100] [--seed 0]
+  python benchmarks/torch_agreement.py [--models f_rnn f_srnn delta_rnn_random]
+      [--batch 16] [--tgt_len 100] [--seed 0]
 
 For each model, configs/nottingham_<model>.py and the yardstick's preset of the same
 cell (shared/bench/torch_reference.py, built by its own make_config/build_model, as
 benchmarks/harness.py picks it) are set to dropout 0. Our initial parameters
-(models.init_params) are copied into the yardstick's model. One Bernoulli(0.1) batch
-[T, B, 88] goes through our train.make_loss_fn and the yardstick's train_step at its
+(models.init_params) are copied into the yardstick's model, and for the delta-RNN our
+split as well: its leak_idx/rest_idx buffers (its own torch.randperm draw) are set to
+our leaked and rest elements, in our order (the order of the crit_rest rows), so both
+score the same split. One Bernoulli(0.1) batch [T, B, 88] goes through our train.make_loss_fn and the yardstick's train_step at its
 first step (KL weight 0.2). The F-SRNN's one posterior draw z = mu + sigma * eps uses
 the same standard-normal eps [T, B, Z] on both sides: each forward's single normal draw
 (jax.random.normal, torch.randn_like) is replaced by it. Gradients are compared after
@@ -40,6 +42,7 @@ from reexam_jax import models
 from reexam_jax import train
 
 FLOAT32_TOLERANCE = 1e-4  # relative; float32 sums over ~1e5 terms in either order
+MODELS = ('f_rnn', 'f_srnn', 'delta_rnn_random')  # configs/nottingham_<model>.py
 SCHEDULE_STEPS = (1, 2, 1000, 8001, 10000, 20000)  # the yardstick's 1-based steps
 
 
@@ -51,22 +54,36 @@ def load_yardstick():
 
 
 def our_path(torch_name: str) -> tuple:
-  """A yardstick parameter name -> the path of the same tensor in our parameters, for
-  the factorised models (same shapes: our layers store PyTorch's layouts).
+  """A yardstick parameter name -> the path of the same tensor in our parameters (same
+  shapes: our layers store PyTorch's layouts).
 
   'inp_emb.0.weight', 'core.prior.1.bias' (a Linear in an nn.Sequential),
-  'rnn.weight_ih_l0' (nn.LSTM layer 0), 'crit.weight' (the Bernoulli head).
+  'rnn.weight_ih_l0' (nn.LSTM layer 0), 'crit.weight' (the Bernoulli head; the
+  delta-RNN's are 'crit_leak' and 'crit_rest'), 'rest_hid.3.weight' (the delta-RNN's
+  Sequential of Linear, LayerNorm, ReLU, Linear, LayerNorm, ReLU: our rest_dense_i and
+  rest_norm_i).
   """
   parts = torch_name.split('.')
   if parts[0] == 'core':  # the F-SRNN's trunk; our cores hold the same modules
     parts = parts[1:]
   dense = {'weight': 'kernel', 'bias': 'bias'}
-  if parts[0] == 'crit':
-    return ('output', 'crit', dense[parts[1]])
+  if parts[0].startswith('crit'):
+    return ('output', parts[0], dense[parts[1]])
+  if parts[0] == 'rest_hid':
+    block, pos = divmod(int(parts[1]), 3)  # pos 0: Linear, 1: LayerNorm (2: ReLU)
+    if pos == 0:
+      return ('output', f'rest_dense_{block}', dense[parts[2]])
+    return ('output', f'rest_norm_{block}', {'weight': 'scale', 'bias': 'bias'}[parts[2]])
   if len(parts) == 2:  # nn.LSTM: weight_ih_l0 -> layer_0/w_ih
     kind, which, layer = parts[1].split('_')
     return ('core', parts[0], f'layer_{layer[1:]}', f'{kind[0]}_{which}')
   return ('core', parts[0], 'TorchDense_0', dense[parts[2]])
+
+
+def our_split(model):
+  """(leaked, rest) element indices of our delta-RNN, in its order; None otherwise."""
+  leak = models.leaked_elements(model)
+  return None if leak is None else (leak, list(model.output.rest))
 
 
 def flat(tree) -> dict:
@@ -75,8 +92,9 @@ def flat(tree) -> dict:
           for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def copy_into(torch_model, params) -> None:
-  """Our parameters -> the yardstick's model, every tensor on both sides used once."""
+def copy_into(torch_model, model, params) -> None:
+  """Our parameters -> the yardstick's model, every tensor on both sides used once; and
+  our delta-RNN split -> its leak_idx/rest_idx buffers."""
   flat_params = flat(params)
   used = set()
   with torch.no_grad():
@@ -89,6 +107,14 @@ def copy_into(torch_model, params) -> None:
       used.add(path)
   if used != set(flat_params):
     raise ValueError(f'ours without a yardstick tensor: {sorted(set(flat_params) - used)}')
+  split = our_split(model)
+  if (split is None) == hasattr(torch_model, 'leak_idx'):
+    raise ValueError('a delta-RNN split on one side only')
+  for buffer, idx in zip(('leak_idx', 'rest_idx'), split or ()):
+    theirs = getattr(torch_model, buffer)
+    if len(idx) != len(theirs):
+      raise ValueError(f'{buffer}: {len(theirs)} elements vs ours {len(idx)}')
+    theirs.copy_(torch.tensor(idx))
 
 
 class GradRecorder:
@@ -139,7 +165,7 @@ def compare(model_name: str, batch: int, tgt_len: int, seed: int, ref) -> bool:
   d, z = config.model.d_data, config.model.d_lat
   params = models.init_params(model, jax.random.key(config.seed), d)
   torch_model = ref.build_model(cfg)
-  copy_into(torch_model, params)
+  copy_into(torch_model, model, params)
   torch_model.train()  # training mode, as its train_step; dropout is 0 everywhere
 
   torch.manual_seed(seed)
@@ -160,9 +186,11 @@ def compare(model_name: str, batch: int, tgt_len: int, seed: int, ref) -> bool:
   if draws != want_draws:
     raise RuntimeError(f'normal draws {draws}, expected {want_draws}')
 
+  split = our_split(model)
   print(f'\n{model_name} (yardstick preset {preset}; batch {batch}, tgt_len {tgt_len}, '
         f'D {d}; dropout 0; {"shared eps [T, B, Z]" if latent else "no latent noise"}; '
-        f'{models.count_params(model, params):,} parameters)')
+        f'{models.count_params(model, params):,} parameters'
+        + (f'; our split, leaked {split[0]}' if split else '') + ')')
   loss_rel = abs(float(loss) - torch_loss) / abs(torch_loss)
   print(f'loss: ours {float(loss):.6f}, torch {torch_loss:.6f}, rel diff {loss_rel:.2e}')
   print(f'{"parameter (torch name)":<26} {"shape":>12} {"max|g_torch|":>12} {"rel":>9}')
@@ -223,8 +251,7 @@ def compare_schedules(ref) -> bool:
 
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  ap.add_argument('--models', nargs='+', default=['f_rnn', 'f_srnn'],
-                  choices=['f_rnn', 'f_srnn'])
+  ap.add_argument('--models', nargs='+', default=list(MODELS), choices=MODELS)
   ap.add_argument('--batch', type=int, default=16)
   ap.add_argument('--tgt_len', type=int, default=100)
   ap.add_argument('--seed', type=int, default=0, help='batch and eps')

@@ -1,5 +1,5 @@
-"""benchmarks/torch_agreement.py on a small batch: our F-RNN and F-SRNN losses and
-gradients equal the PyTorch yardstick's to float32 tolerance. Needs the `bench` extra
+"""benchmarks/torch_agreement.py on a small batch: our F-RNN, F-SRNN and delta-RNN
+(random split) losses and gradients equal the PyTorch yardstick's to float32 tolerance. Needs the `bench` extra
 (torch) and shared/bench/torch_reference.py; skipped without them."""
 import importlib.util
 import os
@@ -34,11 +34,25 @@ def test_our_path_names_every_layout():
                                                              'w_hh')
   assert agreement.our_path('rnn.bias_ih_l1') == ('core', 'rnn', 'layer_1', 'b_ih')
   assert agreement.our_path('crit.weight') == ('output', 'crit', 'kernel')
+  assert agreement.our_path('crit_rest.bias') == ('output', 'crit_rest', 'bias')
+  assert agreement.our_path('rest_hid.0.weight') == ('output', 'rest_dense_0', 'kernel')
+  assert agreement.our_path('rest_hid.3.weight') == ('output', 'rest_dense_1', 'kernel')
+  assert agreement.our_path('rest_hid.1.weight') == ('output', 'rest_norm_0', 'scale')
+  assert agreement.our_path('rest_hid.4.bias') == ('output', 'rest_norm_1', 'bias')
 
 
-@pytest.mark.parametrize('model', ['f_rnn', 'f_srnn'])
+@pytest.mark.parametrize('model', agreement.MODELS)
 def test_small_batch_agrees(ref, model, capsys):
   assert agreement.compare(model, 2, 5, 0, ref), capsys.readouterr().out
+
+
+def test_delta_split_order_is_caught(ref, monkeypatch):
+  """The yardstick scores the split it is given: rest elements in another order than
+  our crit_rest rows no longer agree."""
+  our_split = agreement.our_split
+  monkeypatch.setattr(agreement, 'our_split',
+                      lambda model: (lambda leak, rest: (leak, rest[::-1]))(*our_split(model)))
+  assert not agreement.compare('delta_rnn_random', 2, 5, 0, ref)
 
 
 def test_schedules_agree(ref):
