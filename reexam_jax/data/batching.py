@@ -100,19 +100,14 @@ def eval_chunks(seqs: Sequence[np.ndarray], batch_size: int, d_data: int, tgt_le
                 sort: bool = True) -> Iterator[EvalChunk]:
   """Evaluation chunks over whole sequences, each [tgt_len, batch_size] (padded).
 
-  Sequences are sorted by length (`sort`, as for TIMIT and MIDI) or kept in order (VCTK,
-  Blizzard file lists), batched, zero-padded to the batch's longest sequence, and cut
-  into chunks; every chunk is scored from a zero state. A lazy split is read one batch
-  of sequences at a time (same chunks as the loaded list).
+  Sequences are taken in `eval_order` (sorted by length, as for TIMIT and MIDI, or in
+  list order, as for the VCTK and Blizzard file lists), batched, zero-padded to the
+  batch's longest sequence, and cut into chunks; every chunk is scored from a zero
+  state. A lazy split is read one batch of sequences at a time.
   """
-  if is_lazy(seqs):
-    yield from _lazy_eval_chunks(seqs, batch_size, d_data, tgt_len, sort)
-    return
-  steps = [as_steps(s, d_data) for s in seqs]
-  order = sorted(range(len(steps)), key=lambda i: len(steps[i])) if sort else range(len(steps))
-  order = list(order)
+  order = eval_order(seqs, d_data, sort)
   for start in range(0, len(order), batch_size):
-    group = [steps[i] for i in order[start:start + batch_size]]
+    group = [as_steps(s, d_data) for s in take(seqs, order[start:start + batch_size])]
     t_max = max(len(s) for s in group)
     padded = np.zeros((t_max, batch_size, d_data), np.float32)
     mask = np.zeros((t_max, batch_size), np.float32)
@@ -126,7 +121,6 @@ def eval_chunks(seqs: Sequence[np.ndarray], batch_size: int, d_data: int, tgt_le
       m = np.zeros((tgt_len, batch_size), np.float32)
       x[:n], y[:n], m[:n] = padded[k:k + n], padded[k + 1:k + n + 1], mask[k + 1:k + n + 1]
       yield EvalChunk(x, y, m)
-
 
 
 # ----------------------------------------------------------------------------------
@@ -158,14 +152,6 @@ def eval_order(seqs, d_data: int, sort: bool) -> np.ndarray:
   if not sort:
     return np.arange(n)
   return np.argsort(sequence_lengths(seqs) // d_data, kind='stable')
-
-
-def _lazy_eval_chunks(seqs, batch_size, d_data, tgt_len, sort) -> Iterator[EvalChunk]:
-  """eval_chunks of a lazy split: each batch of sequences is read, chunked and dropped."""
-  order = eval_order(seqs, d_data, sort)
-  for start in range(0, len(order), batch_size):
-    group = take(seqs, order[start:start + batch_size])
-    yield from eval_chunks(group, batch_size, d_data, tgt_len, sort=False)
 
 
 def eval_subset(seqs, num: int, d_data: int, sort: bool) -> List[np.ndarray]:

@@ -5,7 +5,7 @@ are accumulated in float64 so that hours of audio give the same mean and std as 
 pass over the concatenated samples.
 """
 import math
-from typing import Iterable, Tuple
+from typing import Tuple
 
 import numpy as np
 import scipy.signal
@@ -52,14 +52,6 @@ def mean_std_from_moments(m: Moments, unbiased: bool) -> Tuple[float, float]:
   return mean, math.sqrt(m2 / dof)
 
 
-def global_mean_std(seqs: Iterable[np.ndarray], unbiased: bool) -> Tuple[float, float]:
-  """Global scalar mean and std over every element of every sequence."""
-  total = (0, 0.0, 0.0)
-  for s in seqs:
-    total = combine_moments(total, moments(s))
-  return mean_std_from_moments(total, unbiased)
-
-
 def normalise(x: np.ndarray, mean: float, std: float) -> np.ndarray:
   """(x - mean) / std as float32."""
   return ((np.asarray(x, np.float64) - mean) / std).astype(np.float32)
@@ -86,11 +78,6 @@ def permute_blocks(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
   """Perm-TIMIT: truncate to a multiple of P = len(perm), then within every block of P
   samples put old sample perm[j] at position j (the reference's `view(-1, P)[:, perm]`)."""
   return frame(x, len(perm))[:, perm].reshape(-1)
-
-
-def unpermute_blocks(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
-  """Inverse of permute_blocks on an already truncated sequence."""
-  return frame(x, len(perm))[:, np.argsort(perm)].reshape(-1)
 
 
 def stride(x: np.ndarray, m: int, mode: str = 'all_phases') -> np.ndarray:
