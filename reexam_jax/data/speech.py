@@ -25,12 +25,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow_datasets as tfds
 
+from reexam_jax import fileio
 from reexam_jax.data import transforms
 from reexam_jax.data.tfds_builders import BUILDERS, SPLITS, SpeechBuilder
 
 DATASETS = tuple(BUILDERS)
 
-# Evaluation batch order (spec §5.2): sorted by length for TIMIT, list order for files.
+# Evaluation batch order (docs/reference.md, "Evaluation"): sorted by length for TIMIT,
+# list order for files.
 SORT_EVAL = {'timit': True, 'perm_timit': True, 'vctk': False, 'blizzard': False,
              'wav_folder': False}
 
@@ -191,10 +193,7 @@ def cached_lengths(path: str, split: str, source: collections.abc.Sequence) -> n
   lengths = scan_lengths(source)
   stored[split] = lengths.tolist()
   try:
-    tmp = index + f'.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-      json.dump(stored, f)
-    os.replace(tmp, index)
+    fileio.write_text(index, json.dumps(stored))
   except OSError as e:
     logging.info('cannot cache utterance lengths in %s: %s', index, e)
   return lengths
@@ -229,7 +228,8 @@ def open_speech(dataset: str, data_dir: str, *, manual_dir: Optional[str] = None
                 split_seed: int = 1234, stride: int = 1, stride_mode: str = 'all_phases',
                 **options) -> SpeechData:
   """Lazy splits of `dataset` (built on first use), normalised by the train mean/std
-  and down-sampled by `stride` (spec §8.5; 'all_phases' is the reference)."""
+  and down-sampled by `stride` ('all_phases' is the reference; docs/reference.md, "Data
+  pipelines")."""
   if stride_mode not in transforms.STRIDE_MODES:
     raise ValueError(f'unknown stride_mode {stride_mode!r}; expected one of '
                      f'{transforms.STRIDE_MODES}')
