@@ -1,4 +1,5 @@
-"""Pure numpy transforms of 1-D audio used by the speech pipelines (spec §8.1-8.5).
+"""Pure numpy transforms of 1-D audio used by the speech pipelines (docs/reference.md,
+"Data pipelines").
 
 Every function takes and returns numpy arrays and never mutates its input. Statistics
 are accumulated in float64 so that hours of audio give the same mean and std as one
@@ -81,7 +82,7 @@ def permute_blocks(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
 
 
 def stride(x: np.ndarray, m: int, mode: str = 'all_phases') -> np.ndarray:
-  """Down-sample a 1-D sequence by m ("high volatility" setting, spec §8.5).
+  """Down-sample a 1-D sequence by m (the paper's "high volatility" setting).
 
   'all_phases' (the reference): truncate to floor(N/m)*m and concatenate the m phase
   sub-sequences x[0::m], x[1::m], ..., x[m-1::m], so every sample is kept.
