@@ -54,8 +54,8 @@ class TrainStream:
   """Chunks of the concatenated, shuffled training stream, resumable at any step.
 
   The shuffle of epoch e is `epoch_order(seed, e, ...)`, so chunk `step` is a pure
-  function of (seed, step): a restarted run sees exactly the batches
-  an uninterrupted one would.
+  function of (seed, step): a restarted run sees exactly the batches an uninterrupted
+  one would.
   """
   seqs: Sequence[np.ndarray]
   batch_size: int
@@ -179,11 +179,10 @@ class FileStream:
   """Training stream of a file dataset, one buffer of files in memory at a time.
 
   Each epoch the file order is `epoch_order(seed, epoch, ...)` (the same draw as
-  TrainStream) and cut into buffers of `buffer_files` files (reference:
-  batch_size). Each buffer is concatenated, truncated to a multiple of B*D, reshaped
-  [B, n, D] -> [n, B, D] and walked in chunks of tgt_len steps like TrainStream; its
-  remainder is dropped and its last chunk may be shorter (docs/reference.md, "Data
-  pipelines"). With
+  TrainStream) and cut into buffers of `buffer_files` files (reference: batch_size).
+  Each buffer is concatenated, truncated to a multiple of B*D, reshaped [B, n, D] ->
+  [n, B, D] and walked in chunks of tgt_len steps like TrainStream; its remainder is
+  dropped and its last chunk may be shorter (docs/reference.md, "Data pipelines"). With
   buffer_files >= the number of files this equals TrainStream.
 
   full_chunks=True (jit-friendly; the reference's short last chunk of every buffer has a
