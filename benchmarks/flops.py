@@ -1,11 +1,12 @@
-"""Model FLOPs of one training step, from the architecture (no tracing, no jax).
+"""Model FLOPs of one training step, from the architecture (no tracing, no jax): the
+model registry `experiments.MODELS` says which core and output model a config runs.
 
 Conventions:
   * A matmul [M, K] x [K, N] costs 2*M*N*K FLOPs (one multiply and one add per term);
     einsums with batch dimensions count the same way per batch entry.
   * Only matmuls are counted. Element-wise work (gate non-linearities, the cell
     update, dropout, likelihoods, LayerNorm, Adam) is left out, as in the usual
-    "model FLOPs" of MFU figures. On CPU it is far from free (perf-notes: it dominates
+    "model FLOPs" of MFU figures. On CPU it is far from free (it dominates
     the hier low level), so a low fraction of peak is expected for small widths.
   * Training step = forward + backward = 3 x forward: each matmul's backward is two
     matmuls of the same size (d input, d weight). This slightly over-counts the
@@ -44,6 +45,8 @@ embedding's slope and offset, and a rank-1 broadcast 2*D*N*4H instead of a matmu
 the restructured one as `executed` when our training step runs it.
 """
 import math
+
+from reexam_jax import experiments
 
 # Terms that are rank-1 "matmuls" (inner size 1): the reference runs emb_low as
 # Linear(1, E); our implementation computes these as broadcast multiply-adds.
@@ -84,12 +87,12 @@ def forward_flops(config, batch: int = None, restructured: bool = False) -> dict
   m = config.model
   t, b = config.tgt_len, batch or config.batch_size
   n, d, e, h = t * b, m.d_data, m.d_emb, m.d_rnn
-  latent = 'srnn' in m.name  # f_srnn, srnn_flat, srnn_hier, srnn_hier_made
-  n_mix = 1 if latent else m.n_mix  # SRNN outputs are one Gaussian per element
+  spec = experiments.MODELS[m.name]
+  n_mix = spec.n_mix(m)
   out = {}
 
   # High-level core.
-  if latent:
+  if spec.latent:
     z = m.d_lat
     out['inp_emb'] = 2 * matmul(n, e, d)  # Linear(D, E), shared by x and y
     out.update(lstm('fwd_rnn', t, b, e, h, m.n_layer))
@@ -102,8 +105,8 @@ def forward_flops(config, batch: int = None, restructured: bool = False) -> dict
     out.update(lstm('rnn', t, b, e, h, m.n_layer))
 
   # Output model.
-  if m.name.endswith('_hier'):  # low-level LSTM: T*B sequences of length D
-    n_low = 1 if latent else m.n_low_layer
+  if spec.output == 'hier_lstm':  # low-level LSTM: T*B sequences of length D
+    n_low = spec.n_low_layer(m)
     if restructured:
       out['low_emb_proj'] = 2 * matmul(n, 4 * h, e)  # slope and offset of the emb part
       out['low_ctx_proj'] = matmul(n, 4 * h, h)  # h_t W_ih[:, E:]^T, once per step
@@ -115,13 +118,13 @@ def forward_flops(config, batch: int = None, restructured: bool = False) -> dict
       out.update(lstm('rnn_low', d, n, e + h, h, n_low))
     # MIDI: one Bernoulli head shared by positions; speech: a GMM head per position.
     out['head'] = head(m.head, d * n, h, 1, n_mix)
-  elif m.name.endswith('_hier_made'):
+  elif spec.output == 'hier_made':
     k = m.d_nade
     out['made'] = (matmul(n * d, k, h + d - 1)  # masked W0, run dense: [D, H+D-1, k]
-                   + (m.n_low_layer - 1) * matmul(n * d, k, k))  # per-block [k, k]
+                   + (spec.n_low_layer(m) - 1) * matmul(n * d, k, k))  # per-block [k, k]
     out['head'] = head(m.head, n * d, k, 1, n_mix)
-  elif m.name.startswith('delta_'):
-    if m.name.endswith('interleave'):
+  elif spec.output == 'delta':
+    if spec.split == 'interleave':
       v = math.ceil(d / m.chk_len)  # every chk_len-th element is leaked
     else:
       v = m.d_leak
@@ -137,7 +140,8 @@ def runs_restructured(config) -> bool:
   """Whether our training step runs the hier low level restructured (one dropout
   mask per step, so the h_t part of the input projection is computed once)."""
   m = config.model
-  return m.name.endswith('_hier') and (m.dropout == 0.0 or m.low_dropout == 'step')
+  return (experiments.MODELS[m.name].output == 'hier_lstm'
+          and (m.dropout == 0.0 or m.low_dropout == 'step'))
 
 
 def train_step_flops(config, batch: int = None) -> dict:

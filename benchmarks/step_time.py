@@ -35,8 +35,8 @@ def load_config(path: str):
 
 def default_preset(config) -> str:
   """The yardstick preset of config's cell: midi_f_rnn, speech_rnn_hier, ..."""
-  domain = 'midi' if config.loss_elements == 88 else 'speech'
-  return f'{domain}_{config.model.name}'
+  from reexam_jax import experiments  # pylint: disable=g-import-not-at-top
+  return f'{experiments.DATASETS[config.dataset].domain}_{config.model.name}'
 
 
 def time_jax(config, steps: int, warmup: int, batch: int):

@@ -5,4 +5,4 @@ from reexam_jax import experiments
 
 
 def get_config(arg=None):
-  return experiments.fsdd_config('f_rnn', arg)
+  return experiments.get_config('fsdd', 'f_rnn', arg)

@@ -5,4 +5,4 @@ from reexam_jax import experiments
 
 
 def get_config(arg=None):
-  return experiments.fsdd_config('rnn_flat', arg)
+  return experiments.get_config('fsdd', 'rnn_flat', arg)

@@ -1,19 +1,96 @@
-"""The paper's experiments as ml_collections configs: one table of datasets, one of
-models, merged by `get_config(dataset, model, arg)`.
+"""The paper's experiments as ml_collections configs: tables of datasets, models and
+the authors' training commands, merged by `get_config(dataset, model, arg)`.
 
 Every `configs/<dataset>_<model>.py` file calls `get_config` with its cell of the paper;
-hyperparameters are the authors' README flags (spec §9.2-9.3) on top of the domain
-defaults (spec §7). `arg` is a comma-separated list of `key=value` overrides of model
-fields, e.g. `configs/timit_delta_rnn_interleave.py:chk_len=4`.
+hyperparameters are the authors' README flags (MODEL_FLAGS; docs/reference.md,
+"Parameter counts") on top of the domain defaults (DOMAINS; docs/reference.md, "Training
+schedule"). `arg` is a comma-separated list of `key=value` overrides of config or model
+fields, e.g. `configs/timit_delta_rnn_interleave.py:chk_len=4`. A new dataset is one
+DATASETS entry (with its own commands in `model_flags` where the domain's do not fit,
+and a loader in reexam_jax/data for data none reads yet); a new combination of core and
+output model is one MODELS entry.
 """
 import ast
+import dataclasses
 import os
-from typing import Optional
+from typing import Any, Mapping, Optional, Union
 
 import ml_collections
 
 from reexam_jax import config_checks
 from reexam_jax import errors
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """A model of the paper: a high-level core and an output model (docs/reference.md,
+  "Models"), and the rules that tie the output model to the core."""
+  core: str        # 'rnn' or 'srnn' (stochastic latent variables)
+  output: str      # 'factorised', 'hier_lstm', 'hier_made' or 'delta'
+  split: str = ''  # delta outputs: the leaked elements, 'interleave' (U) or 'random' (V)
+
+  @property
+  def latent(self) -> bool:
+    """Stochastic latent variables: trained with KL annealing, reported as bounds."""
+    return self.core == 'srnn'
+
+  def n_mix(self, cfg) -> int:
+    """Mixture components of the output heads: cfg.n_mix, but one on SRNN cores,
+    whose outputs are one Gaussian per element given z."""
+    return 1 if self.latent else cfg.n_mix
+
+  def n_low_layer(self, cfg) -> int:
+    """Layers of the low level: cfg.n_low_layer, but srnn_hier's LSTM has one."""
+    return 1 if self.latent and self.output == 'hier_lstm' else cfg.n_low_layer
+
+
+# Registry name (config.model.name) -> model; the comment is the paper's name.
+MODELS = {
+    'f_rnn': ModelSpec('rnn', 'factorised'),  # F-RNN
+    'rnn_flat': ModelSpec('rnn', 'factorised'),  # RNN-flat (D = 1)
+    'f_srnn': ModelSpec('srnn', 'factorised'),  # F-SRNN
+    'srnn_flat': ModelSpec('srnn', 'factorised'),  # SRNN-flat (D = 1)
+    'rnn_hier': ModelSpec('rnn', 'hier_lstm'),  # RNN-hier
+    'srnn_hier': ModelSpec('srnn', 'hier_lstm'),  # SRNN-hier
+    'rnn_hier_made': ModelSpec('rnn', 'hier_made'),  # RNN-hier of Perm-TIMIT
+    'srnn_hier_made': ModelSpec('srnn', 'hier_made'),  # SRNN-hier of Perm-TIMIT
+    'delta_rnn_interleave': ModelSpec('rnn', 'delta', split='interleave'),  # delta-RNN, U
+    'delta_rnn_random': ModelSpec('rnn', 'delta', split='random'),  # delta-RNN, V
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Flags:
+  """One training command of the authors' README: the training chunk length (steps)
+  and the model fields it sets (`name` where the registry model is not the table's)."""
+  tgt_len: int
+  model: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Domain:
+  """What the datasets of one domain share (the reference's options.py)."""
+  model: Mapping[str, Any]  # model field defaults
+  kl_increment: float       # KL weight added per training step, up to 1
+  loss_elements: int        # the training loss is per this many elements
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """One dataset: its domain, the paper's training schedule, how its LL is reported."""
+  domain: str                     # a key of DOMAINS
+  batch_size: int
+  num_steps: int                  # optimiser steps; also the cosine horizon
+  eval_every: int                 # steps between validation passes and checkpoints
+  # How test/valid LL are reported (docs/reference.md, "Units and normalisation"):
+  # 'sequence' = total / #sequences; an int n = total per element x n (1 = per sample,
+  # 8000 = per 8000 samples, 88 = per 88-note step).
+  normalisation: Union[str, int]
+  stream_from_disk: bool = False  # too large to hold: trained one buffer at a time
+  log_every: int = 100            # steps between training-metric lines
+  # The dataset's own commands, used instead of its domain's MODEL_FLAGS.
+  model_flags: Mapping[str, Flags] = dataclasses.field(default_factory=dict)
+
 
 # Paper Table 4 (test LL, higher is better; SRNN rows are ELBOs), for reports.
 PAPER_TABLE4 = {
@@ -33,71 +110,73 @@ PAPER_TABLE4 = {
                       nottingham=-2.065, perm_timit=94402),
 }
 
-# dataset -> (domain, batch size, paper steps, eval every, how the reported LL is normalised)
-# Normalisation (spec §5.2): 'sequence' = total / #sequences; an int n = total per
-# element x n (1 = per sample, 8000 = per 8000 samples, 88 = per 88-note step).
-DATASETS = {
-    'timit': ('speech', 32, 40_000, 2000, 'sequence'),
-    'perm_timit': ('speech', 32, 40_000, 2000, 'sequence'),
-    'vctk': ('speech', 128, 80_000, 2000, 1),
-    'blizzard': ('speech', 128, 160_000, 2000, 8000),
-    'wav_folder': ('speech', 32, 40_000, 2000, 1),
-    'fsdd': ('speech', 16, 600, 200, 1),  # wav_folder on the Free Spoken Digit Dataset
-    'nottingham': ('midi', 16, 20_000, 500, 88),
-    'muse': ('midi', 16, 20_000, 500, 88),
-    'jsb': ('midi', 16, 20_000, 500, 88),
-    'piano_midi': ('midi', 16, 20_000, 500, 88),
-    'bach_music21': ('midi', 16, 20_000, 500, 88),
+# Domain defaults of the reference's options.py (docs/reference.md, "Models" and
+# "Training schedule").
+DOMAINS = {
+    'speech': Domain(dict(d_rnn=750, d_emb=512, d_mlp=512, d_lat=256, n_mix=20, dropout=0.0,
+                          head='gmm'), kl_increment=5e-5, loss_elements=1),
+    # The MIDI code adds 1e-4 per step (paper: 5e-5).
+    'midi': Domain(dict(d_rnn=256, d_emb=256, d_mlp=0, d_lat=256, n_mix=1, dropout=0.5,
+                        head='bernoulli'), kl_increment=1e-4, loss_elements=88),
 }
 
-# Domain defaults of the reference's options.py (spec §7).
-DOMAIN_DEFAULTS = {
-    'speech': dict(d_rnn=750, d_emb=512, d_mlp=512, d_lat=256, n_mix=20, dropout=0.0, head='gmm',
-                   kl_increment=5e-5),
-    'midi': dict(d_rnn=256, d_emb=256, d_mlp=0, d_lat=256, n_mix=1, dropout=0.5, head='bernoulli',
-                 kl_increment=1e-4),  # the MIDI code adds 1e-4 per step (paper: 5e-5)
-}
-
-# (domain, model) -> (tgt_len, model flags) from the authors' README (spec §9.2, §9.3).
+# (domain, model) -> the authors' README command (docs/reference.md, "Parameter counts").
 MODEL_FLAGS = {
-    ('speech', 'f_rnn'): (40, dict(d_data=200, n_layer=2, d_rnn=750)),
-    ('speech', 'f_srnn'): (40, dict(d_data=200, d_rnn=825)),
-    ('speech', 'rnn_hier'): (40, dict(d_data=200, d_rnn=700)),
-    ('speech', 'srnn_hier'): (40, dict(d_data=200, d_rnn=660)),
-    ('speech', 'rnn_flat'): (2000, dict(d_data=1, n_layer=2, d_rnn=1100)),
-    ('speech', 'srnn_flat'): (2000, dict(d_data=1, d_rnn=825)),
-    ('speech', 'delta_rnn_interleave'): (40, dict(d_data=200, n_layer=2, d_rnn=750,
-                                                  chk_len=3)),
-    ('speech', 'delta_rnn_random'): (40, dict(d_data=200, n_layer=2, d_rnn=750, d_leak=75)),
-    ('midi', 'f_rnn'): (100, dict(d_data=88)),
-    ('midi', 'f_srnn'): (100, dict(d_data=88)),
-    ('midi', 'rnn_hier'): (100, dict(d_data=88, n_layer=2)),
-    ('midi', 'srnn_hier'): (100, dict(d_data=88)),
-    ('midi', 'rnn_flat'): (8800, dict(d_data=1, n_layer=3)),
-    ('midi', 'srnn_flat'): (8800, dict(d_data=1)),
-    ('midi', 'delta_rnn_random'): (100, dict(d_data=88, d_leak=11)),
+    ('speech', 'f_rnn'): Flags(40, dict(d_data=200, n_layer=2, d_rnn=750)),
+    ('speech', 'f_srnn'): Flags(40, dict(d_data=200, d_rnn=825)),
+    ('speech', 'rnn_hier'): Flags(40, dict(d_data=200, d_rnn=700)),
+    ('speech', 'srnn_hier'): Flags(40, dict(d_data=200, d_rnn=660)),
+    ('speech', 'rnn_flat'): Flags(2000, dict(d_data=1, n_layer=2, d_rnn=1100)),
+    ('speech', 'srnn_flat'): Flags(2000, dict(d_data=1, d_rnn=825)),
+    ('speech', 'delta_rnn_interleave'): Flags(40, dict(d_data=200, n_layer=2, d_rnn=750,
+                                                       chk_len=3)),
+    ('speech', 'delta_rnn_random'): Flags(40, dict(d_data=200, n_layer=2, d_rnn=750,
+                                                   d_leak=75)),
+    ('midi', 'f_rnn'): Flags(100, dict(d_data=88)),
+    ('midi', 'f_srnn'): Flags(100, dict(d_data=88)),
+    ('midi', 'rnn_hier'): Flags(100, dict(d_data=88, n_layer=2)),
+    ('midi', 'srnn_hier'): Flags(100, dict(d_data=88)),
+    ('midi', 'rnn_flat'): Flags(8800, dict(d_data=1, n_layer=3)),
+    ('midi', 'srnn_flat'): Flags(8800, dict(d_data=1)),
+    ('midi', 'delta_rnn_random'): Flags(100, dict(d_data=88, d_leak=11)),
 }
 
-# Perm-TIMIT's hier models use the masked-MLP low level (spec §9.2 rows 3c, 4c). The
-# README's RNN-hier command omits --n_layer 3, which its parameter count needs (§11.2).
-PERM_TIMIT_HIER = {
-    'rnn_hier': ('rnn_hier_made', dict(d_data=200, d_rnn=512, d_emb=256, n_layer=3,
-                                       n_low_layer=3, d_nade=64)),
-    'srnn_hier': ('srnn_hier_made', dict(d_data=200, d_rnn=536, d_emb=256, d_mlp=256,
-                                         d_lat=256, n_low_layer=3, d_nade=64)),
+# Perm-TIMIT's hier models use the masked-MLP low level; the README's RNN-hier command
+# omits --n_layer 3, which its parameter count needs (docs/reference.md, "Parameter
+# counts").
+PERM_TIMIT_FLAGS = {
+    'rnn_hier': Flags(40, dict(name='rnn_hier_made', d_data=200, d_rnn=512, d_emb=256,
+                               n_layer=3, n_low_layer=3, d_nade=64)),
+    'srnn_hier': Flags(40, dict(name='srnn_hier_made', d_data=200, d_rnn=536, d_emb=256,
+                                d_mlp=256, d_lat=256, n_low_layer=3, d_nade=64)),
 }
-
 
 # FSDD (8 kHz spoken digits): small CPU-sized models for the real-audio check of the
 # speech stack (docs/fsdd.md). 40-sample frames, 400-sample chunks for every model
 # (flat: tgt_len 400), width 128; 600 steps of 16 x 400 samples.
-FSDD_MODEL_FLAGS = {
-    'f_rnn': 'd_data=40,tgt_len=10,eval_tgt_len=10,n_layer=2',
-    'f_srnn': 'd_data=40,tgt_len=10,eval_tgt_len=10,d_mlp=128,d_lat=32',
-    'rnn_hier': 'd_data=40,tgt_len=10,eval_tgt_len=10',
-    'rnn_flat': 'd_data=1,tgt_len=400,eval_tgt_len=400,n_layer=2',
+FSDD_FLAGS = {
+    'f_rnn': Flags(10, dict(d_data=40, d_rnn=128, d_emb=128, n_layer=2)),
+    'f_srnn': Flags(10, dict(d_data=40, d_rnn=128, d_emb=128, d_mlp=128, d_lat=32)),
+    'rnn_hier': Flags(10, dict(d_data=40, d_rnn=128, d_emb=128)),
+    'rnn_flat': Flags(400, dict(d_data=1, d_rnn=128, d_emb=128, n_layer=2)),
 }
-FSDD_COMMON = 'd_rnn=128,d_emb=128,log_every=50,checkpoint_every=200'
+
+# Name -> Dataset(domain, batch size, paper steps, eval every, normalisation, ...).
+DATASETS = {
+    'timit': Dataset('speech', 32, 40_000, 2000, 'sequence'),
+    'perm_timit': Dataset('speech', 32, 40_000, 2000, 'sequence',
+                          model_flags=PERM_TIMIT_FLAGS),
+    'vctk': Dataset('speech', 128, 80_000, 2000, 1, stream_from_disk=True),
+    'blizzard': Dataset('speech', 128, 160_000, 2000, 8000, stream_from_disk=True),
+    'wav_folder': Dataset('speech', 32, 40_000, 2000, 1),
+    # wav_folder on the Free Spoken Digit Dataset
+    'fsdd': Dataset('speech', 16, 600, 200, 1, log_every=50, model_flags=FSDD_FLAGS),
+    'nottingham': Dataset('midi', 16, 20_000, 500, 88),
+    'muse': Dataset('midi', 16, 20_000, 500, 88),
+    'jsb': Dataset('midi', 16, 20_000, 500, 88),
+    'piano_midi': Dataset('midi', 16, 20_000, 500, 88),
+    'bach_music21': Dataset('midi', 16, 20_000, 500, 88),
+}
 
 
 def default_data_dir(dataset: str) -> str:
@@ -112,16 +191,11 @@ def default_data_dir(dataset: str) -> str:
   return os.path.join(root, dataset)
 
 
-def fsdd_config(model: str, arg: Optional[str] = None) -> ml_collections.ConfigDict:
-  """A small `model` on FSDD; `arg` overrides as in get_config."""
-  flags = ','.join([FSDD_MODEL_FLAGS[model], FSDD_COMMON])
-  return get_config('fsdd', model, ','.join(filter(None, [flags, arg])))
-
-
 def model_config(**overrides) -> ml_collections.ConfigDict:
-  """Every model field, with the reference's speech defaults (spec §7)."""
+  """Every model field, with the reference's speech defaults (docs/reference.md,
+  "Models")."""
   cfg = ml_collections.ConfigDict(dict(
-      name='f_rnn',        # registry name, see reexam_jax/models/__init__.py
+      name='f_rnn',        # registry name, a key of MODELS
       d_data=200,          # D: elements per step (1 = flat)
       d_rnn=750,           # H: LSTM width
       d_emb=512,           # E: input embedding width (and low-level embedding)
@@ -133,7 +207,8 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
       d_nade=16,           # masked-MLP width per element (hier_made)
       dropout=0.0,         # dropout rate everywhere the reference applies it
       head='gmm',          # 'gmm' (real values) or 'bernoulli' (binary)
-      joint_layernorm=False,  # hier_made: the reference's leaky joint LayerNorm (§11.8)
+      joint_layernorm=False,  # hier_made: the reference's leaky joint LayerNorm
+                              # (docs/reference.md, "Deviations and quirk flags")
       low_dropout='element',  # hier_lstm training masks: 'element' (reference) or 'step'
                               # (one mask per step: the input projection once per step)
       chk_len=2,           # delta-RNN interleave: U
@@ -169,34 +244,30 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
   """The config of one cell of the paper's tables."""
   if dataset not in DATASETS:
     raise errors.UserError(f'unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}')
-  domain, batch_size, num_steps, eval_every, normalisation = DATASETS[dataset]
-  if (domain, model) not in MODEL_FLAGS:
-    raise errors.UserError(f'no {model!r} model for {domain} data')
-  defaults = dict(DOMAIN_DEFAULTS[domain])
-  kl_increment = defaults.pop('kl_increment')
-  tgt_len, flags = MODEL_FLAGS[(domain, model)]
-  name = model
-  if dataset == 'perm_timit' and model in PERM_TIMIT_HIER:
-    name, flags = PERM_TIMIT_HIER[model]
+  data = DATASETS[dataset]
+  domain = DOMAINS[data.domain]
+  flags = data.model_flags.get(model) or MODEL_FLAGS.get((data.domain, model))
+  if flags is None:
+    raise errors.UserError(f'no {model!r} model for {data.domain} data')
 
   config = ml_collections.ConfigDict()
   config.dataset = dataset               # which loader (reexam_jax/data)
   config.data_dir = default_data_dir(dataset)  # where the data are (or are put)
   # speech: where the TFDS copy is prepared ('' = data_dir; FSDD: a cache, never the
-  # shared corpus directory)
+  # read-only corpus directory)
   config.prepared_dir = default_data_dir('fsdd_prepared') if dataset == 'fsdd' else ''
   config.max_files = 0                   # speech: seeded subset of the corpus (0 = all)
-  config.stream_from_disk = dataset in ('vctk', 'blizzard')  # never hold the train set
+  config.stream_from_disk = data.stream_from_disk  # never hold the train set
   config.buffer_files = 0                # streamed training: files per buffer (0 = batch)
   config.stride = 1                      # speech flat models: down-sampling M (Table 2)
   config.stride_mode = 'all_phases'      # 'all_phases' (reference) | 'single_phase' (paper)
   config.max_pieces = 0                  # bach_music21: pieces to parse (0 = all)
-  config.model = model_config(**{**defaults, **flags, 'name': name})
+  config.model = model_config(**{**domain.model, 'name': model, **flags.model})
   config.seed = 1234                     # the reference's seed
-  config.batch_size = batch_size         # global batch, split over devices
-  config.tgt_len = tgt_len               # training chunk length (steps)
-  config.eval_tgt_len = tgt_len          # evaluation chunk length (context resets)
-  config.num_steps = num_steps           # optimiser steps; also the cosine horizon
+  config.batch_size = data.batch_size    # global batch, split over devices
+  config.tgt_len = flags.tgt_len         # training chunk length (steps)
+  config.eval_tgt_len = flags.tgt_len    # evaluation chunk length (context resets)
+  config.num_steps = data.num_steps      # optimiser steps; also the cosine horizon
   config.learning_rate = 1e-3            # Adam
   config.end_learning_rate = 1e-6        # cosine decay target
   config.grad_clip = 0.5                 # global-norm clipping
@@ -207,13 +278,13 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
   # 'BF16_BF16_F32' (mixed precision). Evaluation always uses true float32.
   config.matmul_precision = 'default'
   config.kl_init = 0.2                   # KL weight at step 1 (latent models)
-  config.kl_increment = kl_increment     # KL weight added per step, capped at 1
-  config.loss_elements = 88 if domain == 'midi' else 1  # training loss per this many elements
-  config.normalisation = normalisation   # how test/valid LL are reported (spec §5.2)
-  config.eval_every = eval_every         # steps between validation passes
-  config.log_every = 100                 # steps between training-metric lines
-  config.checkpoint_every = eval_every   # steps between checkpoints
-  config.eval_batch_size = batch_size    # sequences per evaluation batch
+  config.kl_increment = domain.kl_increment  # KL weight added per step, capped at 1
+  config.loss_elements = domain.loss_elements  # training loss per this many elements
+  config.normalisation = data.normalisation  # how test/valid LL are reported
+  config.eval_every = data.eval_every    # steps between validation passes
+  config.log_every = data.log_every      # steps between training-metric lines
+  config.checkpoint_every = data.eval_every  # steps between checkpoints
+  config.eval_batch_size = data.batch_size  # sequences per evaluation batch
   config.max_eval_batches = 0            # cap on evaluation batches (0 = all; for smoke runs)
   config.iwae_samples = 64               # importance samples for the test bound (latent)
   config.iwae_chunk = 8                  # importance samples evaluated at once
@@ -230,8 +301,6 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
     except TypeError as e:  # a value ml_collections cannot cast to the field's type
       raise errors.UserError(f'config file argument {key}={value}: expected '
                              f'{type(fields[key]).__name__}') from e
-  if 'd_data' in overrides:
-    config.loss_elements = 88 if domain == 'midi' else 1  # training loss per this many elements
   config.lock()
   return config
 

@@ -1,5 +1,6 @@
-"""The JSON files a run writes (results.json, eval_results.json, metrics.jsonl): always
-valid JSON, whole files written atomically.
+"""Atomic file writes, and the JSON files a run writes (results.json,
+eval_results.json, metrics.jsonl): always valid JSON, whole files written atomically.
+Data caches and downloads (reexam_jax/data) are written with `write_bytes` too.
 
 JSON has no NaN or Infinity. A non-finite number is written as null and its key listed
 under "nonfinite" (e.g. `"valid_ll": null, "nonfinite": ["valid_ll"]`), so a reader
@@ -44,15 +45,16 @@ def _naming(path: str):
     raise OSError(e.errno, e.strerror, path) from e
 
 
-def write_text(path: str, text: str) -> None:
+def write_bytes(path: str, data: bytes) -> None:
   """Writes path atomically: a temporary file, flushed to disk, then renamed over path,
   so a reader (or a run killed midway) sees the old file or the new one, never a part.
-  A failed write (a full disk) removes the temporary file and raises OSError naming
-  path."""
-  tmp = path + '.tmp'
+  The temporary is named after the process, so processes writing the same file (seeds
+  preparing one cache) never write into each other's. A failed write (a full disk)
+  removes the temporary file and raises OSError naming path."""
+  tmp = f'{path}.tmp{os.getpid()}'
   try:
-    with _naming(path), open(tmp, 'w') as f:
-      f.write(text)
+    with _naming(path), open(tmp, 'wb') as f:
+      f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -62,8 +64,13 @@ def write_text(path: str, text: str) -> None:
     raise
 
 
+def write_text(path: str, text: str) -> None:
+  """Writes text (UTF-8) to path atomically (see write_bytes)."""
+  write_bytes(path, text.encode())
+
+
 def write_json(path: str, record: Dict[str, Any]) -> None:
-  """Writes record as an indented JSON object, atomically (see write_text)."""
+  """Writes record as an indented JSON object, atomically (see write_bytes)."""
   write_text(path, json.dumps(finite_or_null(record), indent=2, sort_keys=True,
                               allow_nan=False) + '\n')
 

@@ -30,8 +30,10 @@ DATASET_LABELS = {
     'timit': 'TIMIT', 'vctk': 'VCTK', 'blizzard': 'Blizzard', 'muse': 'Muse',
     'nottingham': 'Nottingham', 'perm_timit': 'Perm-TIMIT',
 }
-# Model names that are a paper row under another name (Perm-TIMIT's hier models).
-ROW_OF = {name: row for row, (name, _) in experiments.PERM_TIMIT_HIER.items()}
+# Registry names that a dataset's own command puts in another model's row (Perm-TIMIT's
+# masked-MLP hier models are its RNN-hier and SRNN-hier).
+ROW_OF = {flags.model['name']: row for data in experiments.DATASETS.values()
+          for row, flags in data.model_flags.items() if 'name' in flags.model}
 CSV_FIELDS = ('model', 'dataset', 'variant', 'runs', 'seeds', 'grouped_by', 'params',
               'll_unit', 'test_ll', 'test_ll_sd', 'test_elbo', 'test_elbo_sd', 'test_iwae',
               'test_iwae_sd', 'iwae_samples', 'paper', 'diff', 'diff_in_sd')

@@ -128,7 +128,7 @@ def sample_workdir(config, workdir: str, *, num_samples: int = 4, num_steps: int
 
   np.savez(os.path.join(sample_dir, 'samples.npz'), y=ys, log_prob=log_prob)
   streams = ys.transpose(1, 0, 2).reshape(num_samples, -1)  # [N, T * D] element streams
-  domain = experiments.DATASETS[config.dataset][0]
+  domain = experiments.DATASETS[config.dataset].domain
   files = []
   stats = speech_stats(config) if domain == 'speech' else None
   if domain == 'speech' and stats is None:

@@ -256,7 +256,7 @@ def split_record(config, model) -> Dict[str, Any]:
   if leaked is None:
     return {}
   record = dict(leaked_elements=leaked)
-  if experiments.DATASETS.get(config.dataset, ('',))[0] == 'midi':
+  if experiments.DATASETS[config.dataset].domain == 'midi':
     record['leaked_pitches'] = [midi.LOWEST_PITCH + i for i in leaked]
   return record
 

@@ -121,7 +121,7 @@ class Setup:
     self.name, self.head = name, head
     self.cfg = _tiny_config(name, head, overrides)
     self.d = self.cfg.d_data
-    self.family = models.MODELS[name][1]
+    self.family = experiments.MODELS[name].output
     self.model = models.build_model(self.cfg)
     shapes = jax.eval_shape(
         lambda: models.init_params(self.model, jax.random.key(0), self.d))

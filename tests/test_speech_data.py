@@ -224,7 +224,7 @@ def test_perm_timit(timit, timit_dir, tmp_path):
     assert perm_data['counts'][split] == data['counts'][split]
     for x, p in zip(data[split], perm_data[split]):
       assert p.size % 200 == 0 and p.size == x.size // 200 * 200
-      np.testing.assert_array_equal(transforms.unpermute_blocks(p, perm), x[:p.size])
+      np.testing.assert_array_equal(p, x[:p.size].reshape(-1, 200)[:, perm].reshape(-1))
 
 
 def test_missing_timit_names_directory(tmp_path):
@@ -306,11 +306,6 @@ def test_blizzard_chapters_and_streaming(tmp_path):
   assert len(data.train[0]) == int(np.ceil(4000 * 16000 / 22050))  # resampled
   mp3 = data.train[1] * data.std + data.mean
   np.testing.assert_allclose(mp3[2000:3000], x[2000:3000], atol=0.05)
-  groups = list(data.train.groups(3))
-  assert [len(g) for g in groups] == [3, 1]
-  for got, want in zip([x for g in groups for x in g], data.train):
-    np.testing.assert_array_equal(got, want)
-  assert data.train[1:3][0].size == data.train[1].size
   loaded = speech.load_speech('blizzard', data_dir, manual_dir=str(root))
   np.testing.assert_array_equal(loaded['test'][0], data.test[0])
 

@@ -14,7 +14,7 @@ from reexam_jax.data import batching
 from reexam_jax.data import midi
 
 MIDI_DATASETS = tuple(midi.FILE_STEMS)
-SPEECH_DATASETS = ('timit', 'perm_timit', 'vctk', 'blizzard', 'wav_folder', 'fsdd')
+SPEECH_DATASETS = tuple(n for n, d in experiments.DATASETS.items() if d.domain == 'speech')
 
 
 def load_dataset(config) -> Dict[str, List[np.ndarray]]:

@@ -1,4 +1,4 @@
-"""The reference's batching, shared by every domain (spec §8.5).
+"""The reference's batching, shared by every domain (docs/reference.md, "Data pipelines").
 
 Training: each epoch the sequences are shuffled, concatenated into one stream, cut
 into `batch_size` contiguous rows and walked in chunks of `tgt_len` steps with the
@@ -12,7 +12,7 @@ function serves all chunks.
 Sequences are numpy arrays [T_i, D] (or anything whose row-major flattening is the
 element stream, e.g. a [T, 88] piano roll read as D = 1).
 
-File datasets (VCTK, Blizzard; spec §8.5 `UnorderedSeqFileData`) are never held in
+File datasets (VCTK, Blizzard; the reference's `UnorderedSeqFileData`) are never held in
 memory whole: a *lazy split* (e.g. `speech.SpeechSplit`) has `len()`, `lengths()` (the
 element count of each sequence, without reading it) and `take(indices)` (the listed
 sequences). `FileStream` trains on it one buffer of files at a time, `eval_chunks`
@@ -34,6 +34,12 @@ def as_steps(seq: np.ndarray, d_data: int) -> np.ndarray:
   return flat[:n * d_data].reshape(n, d_data)
 
 
+def epoch_order(seed: int, epoch: int, num: int) -> np.ndarray:
+  """The training order of `num` sequences (or files) in epoch `epoch`: a permutation
+  drawn from `np.random.default_rng([seed, epoch])`, a pure function of both."""
+  return np.random.default_rng([seed, epoch]).permutation(num)
+
+
 def shifted_chunk(stream: np.ndarray, index: int, tgt_len: int
                   ) -> Tuple[np.ndarray, np.ndarray]:
   """Chunk `index` of a [rows, B, D] stream: x = S[k:k+L], y = S[k+1:k+L+1] with
@@ -47,9 +53,9 @@ def shifted_chunk(stream: np.ndarray, index: int, tgt_len: int
 class TrainStream:
   """Chunks of the concatenated, shuffled training stream, resumable at any step.
 
-  The shuffle of epoch e is drawn from `np.random.default_rng([seed, e])`, so chunk
-  `step` is a pure function of (seed, step): a restarted run sees exactly the batches
-  an uninterrupted one would.
+  The shuffle of epoch e is `epoch_order(seed, e, ...)`, so chunk `step` is a pure
+  function of (seed, step): a restarted run sees exactly the batches an uninterrupted
+  one would.
   """
   seqs: Sequence[np.ndarray]
   batch_size: int
@@ -69,7 +75,7 @@ class TrainStream:
   def epoch_stream(self, epoch: int) -> np.ndarray:
     """[num_rows, B, D] stream of one epoch."""
     if epoch != self._epoch:
-      order = np.random.default_rng([self.seed, epoch]).permutation(len(self.seqs))
+      order = epoch_order(self.seed, epoch, len(self.seqs))
       flat = np.concatenate([np.asarray(self.seqs[i], np.float32).reshape(-1)
                              for i in order])
       n = self.num_rows * self.batch_size * self.d_data
@@ -100,19 +106,14 @@ def eval_chunks(seqs: Sequence[np.ndarray], batch_size: int, d_data: int, tgt_le
                 sort: bool = True) -> Iterator[EvalChunk]:
   """Evaluation chunks over whole sequences, each [tgt_len, batch_size] (padded).
 
-  Sequences are sorted by length (`sort`, as for TIMIT and MIDI) or kept in order (VCTK,
-  Blizzard file lists), batched, zero-padded to the batch's longest sequence, and cut
-  into chunks; every chunk is scored from a zero state. A lazy split is read one batch
-  of sequences at a time (same chunks as the loaded list).
+  Sequences are taken in `eval_order` (sorted by length, as for TIMIT and MIDI, or in
+  list order, as for the VCTK and Blizzard file lists), batched, zero-padded to the
+  batch's longest sequence, and cut into chunks; every chunk is scored from a zero
+  state. A lazy split is read one batch of sequences at a time.
   """
-  if is_lazy(seqs):
-    yield from _lazy_eval_chunks(seqs, batch_size, d_data, tgt_len, sort)
-    return
-  steps = [as_steps(s, d_data) for s in seqs]
-  order = sorted(range(len(steps)), key=lambda i: len(steps[i])) if sort else range(len(steps))
-  order = list(order)
+  order = eval_order(seqs, d_data, sort)
   for start in range(0, len(order), batch_size):
-    group = [steps[i] for i in order[start:start + batch_size]]
+    group = [as_steps(s, d_data) for s in take(seqs, order[start:start + batch_size])]
     t_max = max(len(s) for s in group)
     padded = np.zeros((t_max, batch_size, d_data), np.float32)
     mask = np.zeros((t_max, batch_size), np.float32)
@@ -128,9 +129,8 @@ def eval_chunks(seqs: Sequence[np.ndarray], batch_size: int, d_data: int, tgt_le
       yield EvalChunk(x, y, m)
 
 
-
 # ----------------------------------------------------------------------------------
-# Lazy splits: file datasets streamed from disk (spec §8.5 `UnorderedSeqFileData`).
+# Lazy splits: file datasets streamed from disk (the reference's `UnorderedSeqFileData`).
 
 def is_lazy(seqs) -> bool:
   """True for a lazy split (has `lengths()` and `take(indices)`), False for a list."""
@@ -160,14 +160,6 @@ def eval_order(seqs, d_data: int, sort: bool) -> np.ndarray:
   return np.argsort(sequence_lengths(seqs) // d_data, kind='stable')
 
 
-def _lazy_eval_chunks(seqs, batch_size, d_data, tgt_len, sort) -> Iterator[EvalChunk]:
-  """eval_chunks of a lazy split: each batch of sequences is read, chunked and dropped."""
-  order = eval_order(seqs, d_data, sort)
-  for start in range(0, len(order), batch_size):
-    group = take(seqs, order[start:start + batch_size])
-    yield from eval_chunks(group, batch_size, d_data, tgt_len, sort=False)
-
-
 def eval_subset(seqs, num: int, d_data: int, sort: bool) -> List[np.ndarray]:
   """The first `num` sequences in evaluation order, loaded (for max_eval_batches): only
   those are read from a lazy split."""
@@ -186,11 +178,11 @@ class _EpochPlan:
 class FileStream:
   """Training stream of a file dataset, one buffer of files in memory at a time.
 
-  Each epoch the file order is drawn from `np.random.default_rng([seed, epoch])` (the
-  same draw as TrainStream) and cut into buffers of `buffer_files` files (reference:
-  batch_size). Each buffer is concatenated, truncated to a multiple of B*D, reshaped
-  [B, n, D] -> [n, B, D] and walked in chunks of tgt_len steps like TrainStream; its
-  remainder is dropped and its last chunk may be shorter (spec §8.5). With
+  Each epoch the file order is `epoch_order(seed, epoch, ...)` (the same draw as
+  TrainStream) and cut into buffers of `buffer_files` files (reference: batch_size).
+  Each buffer is concatenated, truncated to a multiple of B*D, reshaped [B, n, D] ->
+  [n, B, D] and walked in chunks of tgt_len steps like TrainStream; its remainder is
+  dropped and its last chunk may be shorter (docs/reference.md, "Data pipelines"). With
   buffer_files >= the number of files this equals TrainStream.
 
   full_chunks=True (jit-friendly; the reference's short last chunk of every buffer has a
@@ -225,7 +217,7 @@ class FileStream:
   def plan(self, epoch: int) -> _EpochPlan:
     """Buffers of epoch `epoch` and their chunk counts (cached for the last epoch)."""
     if self._plan_cache[0] != epoch:
-      order = np.random.default_rng([self.seed, epoch]).permutation(self.lengths.size)
+      order = epoch_order(self.seed, epoch, self.lengths.size)
       buffers = [order[i:i + self.buffer_files]
                  for i in range(0, order.size, self.buffer_files)]
       row = self.batch_size * self.d_data  # elements per step of the stream

@@ -1,13 +1,13 @@
-"""Polyphonic music as [T, 88] piano rolls (spec §8.6).
+"""Polyphonic music as [T, 88] piano rolls (docs/reference.md, "Data pipelines").
 
 Reads the Boulanger-Lewandowski sets in either published form: the pickles (a dict of
 train/valid/test lists of sequences of lists of active MIDI pitches) or the `.mat`
 files (`traindata`/`validdata`/`testdata` object arrays of [T, 88] 0/1 rolls). Column i
 of a roll is MIDI pitch i + 21 (A0 .. C8).
 """
+import io
 import os
 import pickle
-import tempfile
 import urllib.request
 from typing import Dict, List
 
@@ -15,6 +15,8 @@ import numpy as np
 import scipy.io
 
 from reexam_jax import errors
+from reexam_jax import fileio
+from reexam_jax.data import splits
 
 NUM_PITCHES = 88
 LOWEST_PITCH = 21
@@ -90,16 +92,11 @@ def load_mat(path: str) -> Dict[str, List[np.ndarray]]:
 
 
 def _download(url: str, dest: str) -> None:
-  """Downloads to a temporary file, then renames: never a partial file at `dest`."""
+  """Downloads url to dest, written atomically: never a partial file at dest."""
+  with urllib.request.urlopen(url, timeout=30) as resp:
+    data = resp.read()
   os.makedirs(os.path.dirname(dest), exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), suffix='.part')
-  try:
-    with os.fdopen(fd, 'wb') as out, urllib.request.urlopen(url, timeout=30) as resp:
-      out.write(resp.read())
-    os.replace(tmp, dest)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  fileio.write_bytes(dest, data)
 
 
 def load_midi(dataset: str, data_dir: str, download: bool = True
@@ -163,14 +160,14 @@ def load_bach_chorales(cache_dir: str, max_pieces: int = 0, seed: int = 0
   if max_pieces:
     paths = paths[:max_pieces]
   rolls = [r for r in (score_to_roll(music21.corpus.parse(p)) for p in paths) if len(r) > 1]
+  # Drawn with numpy's generator (the speech splits use random.Random), as ever: a
+  # seed's split never changes.
   order = np.random.default_rng(seed).permutation(len(rolls))
-  n_valid = n_test = max(1, len(rolls) // 10)
-  splits = {'valid': order[:n_valid], 'test': order[n_valid:n_valid + n_test],
-            'train': order[n_valid + n_test:]}
-  data = {s: [rolls[i] for i in idx] for s, idx in splits.items()}
+  n_held_out = max(1, len(rolls) // 10)  # pieces in valid, and in test
+  data = {s: [rolls[i] for i in idx]
+          for s, idx in splits.cut(order, n_held_out, n_held_out).items()}
+  npz = io.BytesIO()
+  np.savez(npz, **{s: np.array(v + [None], dtype=object)[:-1] for s, v in data.items()})
   os.makedirs(cache_dir, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix='.npz')
-  with os.fdopen(fd, 'wb') as f:
-    np.savez(f, **{s: np.array(v + [None], dtype=object)[:-1] for s, v in data.items()})
-  os.replace(tmp, cache)
+  fileio.write_bytes(cache, npz.getvalue())
   return data

@@ -20,23 +20,21 @@ import json
 import logging
 import os
 import tempfile
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from reexam_jax import fileio
 from reexam_jax.data import transforms
 from reexam_jax.data.tfds_builders import BUILDERS, SPLITS, SpeechBuilder
 
 DATASETS = tuple(BUILDERS)
 
-# Evaluation batch order (spec §5.2): sorted by length for TIMIT, list order for files.
+# Evaluation batch order (docs/reference.md, "Evaluation"): sorted by length for TIMIT,
+# list order for files.
 SORT_EVAL = {'timit': True, 'perm_timit': True, 'vctk': False, 'blizzard': False,
              'wav_folder': False}
-
-# File datasets the reference streams from disk (spec §8.5 `UnorderedSeqFileData`):
-# `load_dataset` gives their splits lazily and the trainer uses `batching.FileStream`.
-STREAMED = ('vctk', 'blizzard')
 
 LENGTHS_FILE = 'lengths.json'
 
@@ -108,9 +106,9 @@ def _remove_empty_dirs(path: str, top: str) -> None:
 class SpeechSplit(collections.abc.Sequence):
   """Lazy view of one split: item i is utterance i, normalised then strided, [N] float32.
 
-  Reads go to the ArrayRecord data source on demand, so iterating (or `groups`, `take`)
-  holds one utterance (or one group) in memory at a time. `lengths()` and `take()` make
-  it a lazy split for `batching.FileStream` and `batching.eval_chunks`.
+  Reads go to the ArrayRecord data source on demand, so iterating (or `take`) holds one
+  utterance (or one batch) in memory at a time. `lengths()` and `take()` make it a lazy
+  split for `batching.FileStream` and `batching.eval_chunks`.
   """
   source: collections.abc.Sequence
   mean: float
@@ -125,8 +123,6 @@ class SpeechSplit(collections.abc.Sequence):
     return len(self.source)
 
   def __getitem__(self, index):
-    if isinstance(index, slice):
-      return [self[i] for i in range(*index.indices(len(self)))]
     if not -len(self) <= index < len(self):
       raise IndexError(f'utterance {index} of {len(self)}')
     return self._transform(self.source[index % len(self)]['audio'])
@@ -134,9 +130,6 @@ class SpeechSplit(collections.abc.Sequence):
   def _transform(self, audio: np.ndarray) -> np.ndarray:
     x = transforms.normalise(audio, self.mean, self.std)
     return transforms.stride(x, self.stride, self.stride_mode)
-
-  def _read(self, start: int, stop: int) -> List[dict]:
-    return self.source.__getitems__(range(start, min(stop, len(self))))
 
   def lengths(self) -> np.ndarray:
     """[num utterances] int64: samples of each item (after the stride), from the
@@ -154,16 +147,12 @@ class SpeechSplit(collections.abc.Sequence):
         raise IndexError(f'utterance {i} of {len(self)}')
     return [self._transform(r['audio']) for r in self.source.__getitems__(indices)]
 
-  def groups(self, size: int) -> Iterator[List[np.ndarray]]:
-    """Consecutive groups of `size` utterances (one evaluation batch each, in order)."""
-    for start in range(0, len(self), size):
-      yield [self._transform(r['audio']) for r in self._read(start, start + size)]
-
   def load(self, read_size: int = 256) -> Tuple[List[np.ndarray], List[str]]:
     """All utterances in memory, and their ids (paths in the corpus)."""
     seqs, ids = [], []
     for start in range(0, len(self), read_size):
-      for record in self._read(start, start + read_size):
+      stop = min(start + read_size, len(self))
+      for record in self.source.__getitems__(range(start, stop)):
         seqs.append(self._transform(record['audio']))
         ids.append(record['id'].decode())
     return seqs, ids
@@ -204,10 +193,7 @@ def cached_lengths(path: str, split: str, source: collections.abc.Sequence) -> n
   lengths = scan_lengths(source)
   stored[split] = lengths.tolist()
   try:
-    tmp = index + f'.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-      json.dump(stored, f)
-    os.replace(tmp, index)
+    fileio.write_text(index, json.dumps(stored))
   except OSError as e:
     logging.info('cannot cache utterance lengths in %s: %s', index, e)
   return lengths
@@ -242,7 +228,8 @@ def open_speech(dataset: str, data_dir: str, *, manual_dir: Optional[str] = None
                 split_seed: int = 1234, stride: int = 1, stride_mode: str = 'all_phases',
                 **options) -> SpeechData:
   """Lazy splits of `dataset` (built on first use), normalised by the train mean/std
-  and down-sampled by `stride` (spec §8.5; 'all_phases' is the reference)."""
+  and down-sampled by `stride` ('all_phases' is the reference; docs/reference.md, "Data
+  pipelines")."""
   if stride_mode not in transforms.STRIDE_MODES:
     raise ValueError(f'unknown stride_mode {stride_mode!r}; expected one of '
                      f'{transforms.STRIDE_MODES}')

@@ -1,5 +1,5 @@
 """TFDS builders for the speech corpora: TIMIT, Perm-TIMIT, VCTK, Blizzard and any
-folder of audio files (spec §8.1-8.4).
+folder of audio files (docs/reference.md, "Data pipelines").
 
 Each builder reads a corpus from the TFDS `manual_dir`, decodes the audio itself
 (NIST SPHERE here, RIFF/FLAC/MP3 via soundfile; `tfds.features.Audio` would need
@@ -29,6 +29,7 @@ import tensorflow_datasets as tfds
 import tqdm
 
 from reexam_jax.data import transforms
+from reexam_jax.data.splits import ratio_split
 
 SPLITS = ('train', 'valid', 'test')
 
@@ -132,29 +133,6 @@ def find_audio(root: str, exts: Sequence[str]) -> Dict[str, str]:
       if key not in found or rank[ext] < found[key][0]:
         found[key] = (rank[ext], os.path.join(dirpath, name))
   return {k: p for k, (_, p) in sorted(found.items())}
-
-
-def timit_split(train_keys: Sequence[str], seed: int,
-                valid_frac: float = 0.05) -> Tuple[List[str], List[str]]:
-  """(train, valid) as in spec §8.1: sorted keys shuffled by random.Random(seed), the
-  first int(N * valid_frac) are valid. Sorting first replaces the reference's
-  filesystem-dependent os.walk order. Each split is returned sorted."""
-  keys = sorted(train_keys)
-  random.Random(seed).shuffle(keys)
-  n_valid = int(len(keys) * valid_frac)
-  return sorted(keys[n_valid:]), sorted(keys[:n_valid])
-
-
-def ratio_split(keys: Sequence[str], valid_frac: float, test_frac: float,
-                seed: int) -> Dict[str, List[str]]:
-  """Seeded random split of sorted keys: first int(N*valid_frac) valid, next
-  int(N*test_frac) test, the rest train; each split sorted."""
-  keys = sorted(keys)
-  random.Random(seed).shuffle(keys)
-  n_valid, n_test = int(len(keys) * valid_frac), int(len(keys) * test_frac)
-  return {'valid': sorted(keys[:n_valid]),
-          'test': sorted(keys[n_valid:n_valid + n_test]),
-          'train': sorted(keys[n_valid + n_test:])}
 
 
 LIST_NAMES = ('{}.txt', '{}_files_list.txt', '{}_file_list.txt')
@@ -404,7 +382,7 @@ def _case_dir(root: str, name: str) -> Optional[str]:
 
 
 class Timit(SpeechBuilder, skip_registration=True):
-  """LDC TIMIT (spec §8.1): TRAIN -> train/valid by a seeded 5% draw, TEST -> test
+  """LDC TIMIT: TRAIN -> train/valid by a seeded 5% draw, TEST -> test
   (truncated to a multiple of 200 samples); unbiased std over train; 16 kHz."""
   name = 'timit'
   EXTS = ('.wav',)
@@ -427,10 +405,11 @@ class Timit(SpeechBuilder, skip_registration=True):
                   for k, p in find_audio(test_dir, self.EXTS).items()}
     config = self.builder_config
     train_keys = _subset(train_paths, config.max_files, config.split_seed)
-    train, valid = timit_split(train_keys, config.split_seed, config.valid_frac)
+    # TRAIN is split into train and valid; TEST is the test split.
+    train = ratio_split(train_keys, config.valid_frac, 0.0, config.split_seed)
     test = _subset(test_paths, config.max_files, config.split_seed)
-    return {'train': _keyed(train, train_paths),
-            'valid': _keyed(valid, train_paths),
+    return {'train': _keyed(train['train'], train_paths),
+            'valid': _keyed(train['valid'], train_paths),
             'test': _keyed(test, test_paths)}
 
   def postprocess(self, split, audio):
@@ -440,7 +419,7 @@ class Timit(SpeechBuilder, skip_registration=True):
 
 
 class PermTimit(Timit, skip_registration=True):
-  """Perm-TIMIT (spec §8.2): TIMIT with every utterance truncated to a multiple of 200
+  """Perm-TIMIT: TIMIT with every utterance truncated to a multiple of 200
   and each 200-sample block permuted by the fixed permutation (stored in the metadata
   and as perm-200.txt). Train statistics are those of the unpermuted TIMIT train."""
   name = 'perm_timit'
@@ -459,7 +438,7 @@ class PermTimit(Timit, skip_registration=True):
 
 
 class Vctk(SpeechBuilder, skip_registration=True):
-  """VCTK-Corpus 0.80 (spec §8.3): wav48/<speaker>/*.wav resampled to 16 kHz; split by
+  """VCTK-Corpus 0.80: wav48/<speaker>/*.wav resampled to 16 kHz; split by
   list files if present, else a seeded utterance-level split with the reference's
   35393/4424/4425 proportions; population std."""
   name = 'vctk'
@@ -480,7 +459,7 @@ class Vctk(SpeechBuilder, skip_registration=True):
 
 
 class Blizzard(SpeechBuilder, skip_registration=True):
-  """Blizzard 2013 Lessac audiobook chapters (spec §8.4), mp3 or wav, at 16 kHz; split
+  """Blizzard 2013 Lessac audiobook chapters, mp3 or wav, at 16 kHz; split
   by chapter with list files if present, else seeded with the reference's 1023/65/59
   proportions; population std."""
   name = 'blizzard'

@@ -1,11 +1,12 @@
-"""Pure numpy transforms of 1-D audio used by the speech pipelines (spec §8.1-8.5).
+"""Pure numpy transforms of 1-D audio used by the speech pipelines (docs/reference.md,
+"Data pipelines").
 
 Every function takes and returns numpy arrays and never mutates its input. Statistics
 are accumulated in float64 so that hours of audio give the same mean and std as one
 pass over the concatenated samples.
 """
 import math
-from typing import Iterable, Tuple
+from typing import Tuple
 
 import numpy as np
 import scipy.signal
@@ -52,14 +53,6 @@ def mean_std_from_moments(m: Moments, unbiased: bool) -> Tuple[float, float]:
   return mean, math.sqrt(m2 / dof)
 
 
-def global_mean_std(seqs: Iterable[np.ndarray], unbiased: bool) -> Tuple[float, float]:
-  """Global scalar mean and std over every element of every sequence."""
-  total = (0, 0.0, 0.0)
-  for s in seqs:
-    total = combine_moments(total, moments(s))
-  return mean_std_from_moments(total, unbiased)
-
-
 def normalise(x: np.ndarray, mean: float, std: float) -> np.ndarray:
   """(x - mean) / std as float32."""
   return ((np.asarray(x, np.float64) - mean) / std).astype(np.float32)
@@ -88,13 +81,8 @@ def permute_blocks(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
   return frame(x, len(perm))[:, perm].reshape(-1)
 
 
-def unpermute_blocks(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
-  """Inverse of permute_blocks on an already truncated sequence."""
-  return frame(x, len(perm))[:, np.argsort(perm)].reshape(-1)
-
-
 def stride(x: np.ndarray, m: int, mode: str = 'all_phases') -> np.ndarray:
-  """Down-sample a 1-D sequence by m ("high volatility" setting, spec §8.5).
+  """Down-sample a 1-D sequence by m (the paper's "high volatility" setting).
 
   'all_phases' (the reference): truncate to floor(N/m)*m and concatenate the m phase
   sub-sequences x[0::m], x[1::m], ..., x[m-1::m], so every sample is kept.

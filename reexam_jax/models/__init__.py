@@ -1,15 +1,7 @@
-"""Model registry: every model of the paper is a high-level core plus an output model.
-
-| name                  | core | output     | paper name            |
-|-----------------------|------|------------|-----------------------|
-| f_rnn, rnn_flat       | rnn  | factorised | F-RNN, RNN-flat (D=1) |
-| f_srnn, srnn_flat     | srnn | factorised | F-SRNN, SRNN-flat     |
-| rnn_hier              | rnn  | hier_lstm  | RNN-hier              |
-| srnn_hier             | srnn | hier_lstm  | SRNN-hier             |
-| rnn_hier_made         | rnn  | hier_made  | RNN-hier (Perm-TIMIT) |
-| srnn_hier_made        | srnn | hier_made  | SRNN-hier (Perm-TIMIT)|
-| delta_rnn_interleave  | rnn  | delta      | delta-RNN, U          |
-| delta_rnn_random      | rnn  | delta      | delta-RNN, V          |
+"""The models of the paper: a high-level core (RNN, SRNN) plus an output model
+(factorised, hierarchical LSTM, hierarchical masked MLP, delta split). The registry,
+name -> ModelSpec, is `experiments.MODELS` (light, no JAX: the configs and the FLOP
+counter read it too); `build_model` builds one from a model config.
 """
 from typing import Any, Dict, List, Optional
 
@@ -18,22 +10,10 @@ import jax
 import jax.numpy as jnp
 
 from reexam_jax import errors
+from reexam_jax import experiments
 from reexam_jax import layers
 from reexam_jax.models import cores
 from reexam_jax.models import outputs
-
-MODELS = {
-    'f_rnn': ('rnn', 'factorised'),
-    'rnn_flat': ('rnn', 'factorised'),
-    'f_srnn': ('srnn', 'factorised'),
-    'srnn_flat': ('srnn', 'factorised'),
-    'rnn_hier': ('rnn', 'hier_lstm'),
-    'srnn_hier': ('srnn', 'hier_lstm'),
-    'rnn_hier_made': ('rnn', 'hier_made'),
-    'srnn_hier_made': ('srnn', 'hier_made'),
-    'delta_rnn_interleave': ('rnn', 'delta'),
-    'delta_rnn_random': ('rnn', 'delta'),
-}
 
 
 class SequenceModel(nn.Module):
@@ -60,7 +40,7 @@ class SequenceModel(nn.Module):
 
 def is_latent(name: str) -> bool:
   """True for models with stochastic latent variables (reported as bounds)."""
-  return MODELS[name][0] == 'srnn'
+  return experiments.MODELS[name].latent
 
 
 def _check_lstm_impl(cfg) -> None:
@@ -92,12 +72,12 @@ def build_model(cfg, seed: int = 0) -> SequenceModel:
   seed: the run's seed (config.seed); the delta-RNN random split is drawn from it when
   cfg.split_seed is -1. Callers that train, restore or score a run must pass it.
   """
-  if cfg.name not in MODELS:
+  if cfg.name not in experiments.MODELS:
     raise ValueError(f'config.model.name: unknown model {cfg.name!r}; '
-                     f'choose one of {sorted(MODELS)}')
+                     f'choose one of {sorted(experiments.MODELS)}')
   _check_lstm_impl(cfg)
-  core_name, output_name = MODELS[cfg.name]
-  if core_name == 'rnn':
+  spec = experiments.MODELS[cfg.name]
+  if spec.core == 'rnn':
     core = cores.RNNCore(cfg.d_rnn, cfg.d_emb, cfg.n_layer, cfg.dropout, cfg.remat_chunk,
                          cfg.lstm_impl)
   else:
@@ -105,19 +85,17 @@ def build_model(cfg, seed: int = 0) -> SequenceModel:
                           cfg.dropout, cfg.remat_chunk, cfg.lstm_impl)
   # Heads of models whose core leaves h undropped apply the model's dropout to h.
   input_dropout = 0.0 if core.output_dropped else cfg.dropout
-  n_mix = cfg.n_mix if core_name == 'rnn' else 1  # SRNN outputs are one Gaussian (§2.2)
-  if output_name == 'factorised':
+  n_mix = spec.n_mix(cfg)
+  if spec.output == 'factorised':
     output = outputs.Factorised(cfg.d_data, cfg.head, n_mix, input_dropout)
-  elif output_name == 'hier_lstm':
-    n_low = cfg.n_low_layer if core_name == 'rnn' else 1  # srnn_hier: always 1 (§2.4)
-    output = outputs.HierLSTM(cfg.d_data, cfg.d_rnn, cfg.d_emb, cfg.head, n_mix, n_low,
-                              cfg.dropout, cfg.low_dropout)
-  elif output_name == 'hier_made':
-    output = outputs.HierMADE(cfg.d_data, cfg.d_nade, cfg.head, n_mix, cfg.n_low_layer,
+  elif spec.output == 'hier_lstm':
+    output = outputs.HierLSTM(cfg.d_data, cfg.d_rnn, cfg.d_emb, cfg.head, n_mix,
+                              spec.n_low_layer(cfg), cfg.dropout, cfg.low_dropout)
+  elif spec.output == 'hier_made':
+    output = outputs.HierMADE(cfg.d_data, cfg.d_nade, cfg.head, n_mix, spec.n_low_layer(cfg),
                               input_dropout, cfg.dropout, cfg.joint_layernorm)
   else:
-    split = cfg.name.rsplit('_', 1)[-1]  # 'interleave' | 'random'
-    leak, rest = outputs.delta_split(cfg.d_data, split, cfg.chk_len, cfg.d_leak,
+    leak, rest = outputs.delta_split(cfg.d_data, spec.split, cfg.chk_len, cfg.d_leak,
                                      split_seed(cfg, seed))
     output = outputs.DeltaSplit(cfg.d_data, cfg.d_rnn, cfg.head, tuple(leak.tolist()),
                                 tuple(rest.tolist()), n_mix, cfg.dropout)
@@ -149,9 +127,9 @@ def count_params(model: SequenceModel, params) -> int:
 
 
 def reference_param_count(model: SequenceModel, params) -> int:
-  """The count the reference logs (spec §9.1): equal to `count_params` except for the
-  MADE heads, where its formula adds one per unmasked W0 row and counts the output
-  criterion twice."""
+  """The count the reference logs (docs/reference.md, "Parameter counts"): equal to
+  `count_params` except for the MADE heads, where its formula adds one per unmasked W0
+  row and counts the output criterion twice."""
   total = count_params(model, params)
   if isinstance(model.output, outputs.HierMADE):
     out = params['output']
