@@ -45,11 +45,12 @@ def time_jax(config, steps: int, warmup: int, batch: int):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from reexam_jax import models, train  # pylint: disable=g-import-not-at-top
+  from reexam_jax import state as state_lib  # pylint: disable=g-import-not-at-top
 
   model = models.build_model(config.model)
   params = models.init_params(model, jax.random.key(0), config.model.d_data)
-  optimizer = train.make_optimizer(config)
-  state = train.TrainState(jnp.int32(0), params, optimizer.init(params))
+  optimizer = state_lib.make_optimizer(config)
+  state = state_lib.initial_state(params, optimizer)
   step_fn = train.make_train_step(model, optimizer, config)
   rng = np.random.default_rng(0)
   t, d = config.tgt_len, config.model.d_data

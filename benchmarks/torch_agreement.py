@@ -39,6 +39,7 @@ import torch
 
 import step_time
 from reexam_jax import models
+from reexam_jax import state as state_lib
 from reexam_jax import train
 
 FLOAT32_TOLERANCE = 1e-4  # relative; float32 sums over ~1e5 terms in either order
@@ -224,7 +225,7 @@ class KLWeightProbe(torch.nn.Module):
 
 def compare_schedules(ref) -> bool:
   """KL weight used at, and learning rate set after, the yardstick's step n against
-  train.kl_weight(step n - 1) and train.learning_rate_schedule(n) (our step counter
+  train.kl_weight(step n - 1) and state.learning_rate_schedule(n) (our step counter
   counts steps taken before the update)."""
   config = step_time.load_config(os.path.join(step_time.REPO, 'configs',
                                               'nottingham_f_srnn.py'))
@@ -232,7 +233,7 @@ def compare_schedules(ref) -> bool:
   probe = KLWeightProbe()
   recorder = GradRecorder(probe)
   x, y = ref.random_batch(cfg, 2, 1, torch.device('cpu'))
-  schedule = train.learning_rate_schedule(config)
+  schedule = state_lib.learning_rate_schedule(config)
   print(f'\nschedules (ours kl_increment {config.kl_increment:g} from {config.kl_init:g}, '
         f'cosine over {config.num_steps} steps; yardstick kld_incr {cfg.kld_incr:g}, '
         f'max_step {cfg.max_step})')

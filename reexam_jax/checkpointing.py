@@ -94,6 +94,15 @@ class Checkpointer:
         record=ocp.args.JsonRestore()))
     return out['state'], out['best_params'], dict(out['record'])
 
+  def restore_best_params(self, params_template: Any) -> Tuple[Any, Dict[str, Any]]:
+    """The latest checkpoint's best parameters and record, shaped like the template
+    (arrays or jax.ShapeDtypeStruct); the train state is not read."""
+    step = self.manager.latest_step()
+    out = self.manager.restore(step, args=ocp.args.Composite(
+        best_params=ocp.args.StandardRestore(params_template),
+        record=ocp.args.JsonRestore()))
+    return out['best_params'], dict(out['record'])
+
   def wait(self) -> None:
     """Blocks until asynchronous saves are on disk (OSError if one failed)."""
     with self._failed_writes_as_os_errors():

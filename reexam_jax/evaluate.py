@@ -1,4 +1,5 @@
-"""Log-likelihoods on whole sequences, in the paper's units (spec §5.2).
+"""Log-likelihoods on whole sequences, in the paper's units (docs/reference.md,
+"Evaluation").
 
 Deterministic models get the exact chunked log-likelihood. Latent models get three
 numbers per set, all computed chunk by chunk from a zero state as the reference does:
@@ -7,15 +8,23 @@ numbers per set, all computed chunk by chunk from a zero state as the reference 
   prior  log mean_k p(y | z_k) with z_k from the prior (consistent, high variance).
 Each comes with its standard error over the test sequences (`normalised_stderr`), and
 the ELBO also with its Monte-Carlo standard error given the data (`elbo_mc_stderr`).
+
+`score_test` reports a run's test numbers from its best-on-valid parameters, at the end
+of training or later from its workdir (`evaluate_checkpoint`).
 """
 import math
-from typing import Callable, Dict
+import os
+from typing import Any, Callable, Dict
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from reexam_jax import fileio
+from reexam_jax import models
+from reexam_jax import state as state_lib
 from reexam_jax.data import batching
+from reexam_jax.data import load_dataset
 
 
 def ll_unit(normalisation, d_data: int) -> str:
@@ -152,3 +161,49 @@ class Evaluator:
                 bound_stderr=stderr(bound), elbo_stderr=stderr(elbo),
                 elbo_mc_stderr=norm(math.sqrt(mc_var)) if num_samples > 1 else math.nan,
                 num_sequences=len(order), num_steps=float(steps.sum()))
+
+
+def make_evaluator(config, model, data) -> Evaluator:
+  """config's evaluator of `data` (load_dataset's): batches sorted by length, except for
+  file-list datasets (VCTK, Blizzard) which the reference evaluates in list order
+  (data['sort_eval'])."""
+  return Evaluator(
+      model, d_data=config.model.d_data, batch_size=config.eval_batch_size,
+      tgt_len=config.eval_tgt_len, normalisation=config.normalisation,
+      samples_per_pass=config.iwae_chunk, max_batches=config.max_eval_batches,
+      sort=data.get('sort_eval', True))
+
+
+def score_test(config, evaluator: Evaluator, params, seqs, eval_rng) -> Dict[str, Any]:
+  """Test LL in the paper's units; latent models add the IWAE bound and the
+  prior-sampled estimate with iwae_samples samples (test_ll is the ELBO, as the paper).
+  eval_rng: the run's evaluation key (state.run_keys)."""
+  test_rng, iwae_rng, prior_rng = jax.random.split(jax.random.fold_in(eval_rng, 2**31 - 1), 3)
+  test = evaluator(params, seqs, test_rng)
+  out = dict(test_ll=test['elbo'], test_ll_stderr=test['elbo_stderr'],
+             test_sequences=test['num_sequences'],
+             ll_unit=ll_unit(config.normalisation, config.model.d_data))
+  if models.is_latent(config.model.name):
+    iwae = evaluator(params, seqs, iwae_rng, num_samples=config.iwae_samples)
+    prior = evaluator(params, seqs, prior_rng,
+                      num_samples=config.iwae_samples, latent_source='prior')
+    out.update(test_elbo=test['elbo'], test_elbo_stderr=test['elbo_stderr'],
+               test_iwae=iwae['bound'], test_iwae_stderr=iwae['bound_stderr'],
+               test_prior_estimate=prior['bound'], iwae_samples=config.iwae_samples)
+  return out
+
+
+def evaluate_checkpoint(config, workdir: str) -> Dict[str, Any]:
+  """Scores the best parameters of workdir's latest checkpoint on the test set, with
+  the same keys as training's final scoring, and writes workdir/eval_results.json."""
+  model, best_params, record = state_lib.restore_best(config, workdir)
+  eval_rng = state_lib.run_keys(config.seed)[2]
+  data = load_dataset(config)
+  results = dict(dataset=config.dataset, model=config.model.name,
+                 params=models.count_params(model, best_params),
+                 best_step=record['best_step'], valid_ll=record['best_valid_ll'])
+  results.update(score_test(config, make_evaluator(config, model, data), best_params,
+                            data['test'], eval_rng))
+  if jax.process_index() == 0:
+    fileio.write_json(os.path.join(workdir, 'eval_results.json'), results)
+  return results

@@ -102,7 +102,8 @@ def print_params(config) -> None:
   reference = models.reference_param_count(model, shapes)
   print(f'model: {config.model.name} on {config.dataset}')
   if reference != count:
-    print(f'reference_formula_params: {reference}  (the reference log\'s count, spec §9.1)')
+    print(f'reference_formula_params: {reference}  (the reference log\'s count, '
+          'docs/reference.md, "Parameter counts")')
   print(f'params: {count}')
 
 
@@ -170,6 +171,7 @@ def run(argv):
           f'parallel; compile {out["compile_s"]:.1f} s)')
     return
   from reexam_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from reexam_jax import evaluate  # pylint: disable=g-import-not-at-top
   from reexam_jax import parallel  # pylint: disable=g-import-not-at-top
   from reexam_jax import runtime  # pylint: disable=g-import-not-at-top
   from reexam_jax import train  # pylint: disable=g-import-not-at-top
@@ -185,7 +187,7 @@ def run(argv):
   if _MODE.value == 'train':
     results = train.train_and_evaluate(config, _WORKDIR.value)
   else:
-    results = train.evaluate_checkpoint(config, _WORKDIR.value)
+    results = evaluate.evaluate_checkpoint(config, _WORKDIR.value)
   for key in ('valid_ll', 'test_ll', 'test_elbo', 'test_iwae', 'test_prior_estimate'):
     if key in results:
       print(f'{key}: {results[key]:.4f} {results["ll_unit"]}')

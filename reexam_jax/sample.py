@@ -21,7 +21,7 @@ from scipy.io import wavfile
 from reexam_jax import data as data_lib
 from reexam_jax import experiments
 from reexam_jax import models
-from reexam_jax import train
+from reexam_jax import state as state_lib
 from reexam_jax.data import midi
 from reexam_jax.models import sampling
 
@@ -110,7 +110,7 @@ def sample_workdir(config, workdir: str, *, num_samples: int = 4, num_steps: int
   """
   if temperature <= 0:
     raise ValueError(f'--temperature must be > 0, got {temperature}')
-  model, params, _ = train.restore_best(config, workdir)
+  model, params, _ = state_lib.restore_best(config, workdir)
   num_steps = num_steps or 4 * config.tgt_len
   sample_dir = sample_dir or os.path.join(workdir, 'samples')
   os.makedirs(sample_dir, exist_ok=True)

@@ -1,13 +1,13 @@
-"""Training: the train state, a pure jitted train step, and the loop around it
-(evaluation, best-on-valid selection, checkpoints, logging, results.json)."""
+"""Training: a pure jitted train step and the loop around it (validation, best-on-valid
+selection, checkpoints, metrics.jsonl, results.json with the test scores)."""
+import dataclasses
 import json
 import math
 import os
 import statistics
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
-import flax
 import jax
 import jax.numpy as jnp
 import optax
@@ -22,31 +22,11 @@ from reexam_jax import fileio
 from reexam_jax import models
 from reexam_jax import parallel
 from reexam_jax import preemption
-from reexam_jax import runtime
+from reexam_jax import state as state_lib
 from reexam_jax import workdir as workdir_lib
 from reexam_jax.data import batching
 from reexam_jax.data import load_dataset
 from reexam_jax.data import midi
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array  # number of optimiser steps taken
-  params: Any
-  opt_state: Any
-
-
-def learning_rate_schedule(config) -> optax.Schedule:
-  """Cosine decay from learning_rate to end_learning_rate over num_steps, no warm-up."""
-  return optax.cosine_decay_schedule(
-      config.learning_rate, config.num_steps,
-      alpha=config.end_learning_rate / config.learning_rate)
-
-
-def make_optimizer(config) -> optax.GradientTransformation:
-  """Adam after global-norm clipping (spec §6)."""
-  return optax.chain(optax.clip_by_global_norm(config.grad_clip),
-                     optax.adam(learning_rate_schedule(config)))
 
 
 def kl_weight(config, step):
@@ -134,7 +114,7 @@ def make_train_step(model, optimizer, config):
                    nonfinite_steps=(~ok).astype(jnp.float32),
                    first_nonfinite=jax.tree.map(
                        lambda f: jnp.where(f, NO_STEP, state.step + 1), finite))
-    return TrainState(state.step + 1, params, opt_state), metrics
+    return state_lib.TrainState(state.step + 1, params, opt_state), metrics
 
   return jax.jit(train_step, donate_argnums=(0,))
 
@@ -220,35 +200,6 @@ def window_from_json(window):
   return jax.tree.map(jnp.asarray, window)
 
 
-def make_evaluator(config, model, data) -> evaluate.Evaluator:
-  """Evaluation batches sorted by length, except for file-list datasets (VCTK, Blizzard)
-  which the reference evaluates in list order (data['sort_eval'])."""
-  return evaluate.Evaluator(
-      model, d_data=config.model.d_data, batch_size=config.eval_batch_size,
-      tgt_len=config.eval_tgt_len, normalisation=config.normalisation,
-      samples_per_pass=config.iwae_chunk, max_batches=config.max_eval_batches,
-      sort=data.get('sort_eval', True))
-
-
-def score_test(config, evaluator, params, seqs, eval_rng) -> Dict[str, Any]:
-  """Test LL in the paper's units; latent models add the IWAE bound and the
-  prior-sampled estimate with iwae_samples samples (test_ll is the ELBO, as the paper)."""
-  test_rng, iwae_rng, prior_rng = jax.random.split(jax.random.fold_in(eval_rng, 2**31 - 1), 3)
-  test = evaluator(params, seqs, test_rng)
-  out = dict(test_ll=test['elbo'], test_ll_stderr=test['elbo_stderr'],
-             test_sequences=test['num_sequences'],
-             ll_unit=evaluate.ll_unit(config.normalisation, config.model.d_data))
-  if models.is_latent(config.model.name):
-    iwae = evaluator(params, seqs, iwae_rng,
-                     num_samples=config.iwae_samples)
-    prior = evaluator(params, seqs, prior_rng,
-                      num_samples=config.iwae_samples, latent_source='prior')
-    out.update(test_elbo=test['elbo'], test_elbo_stderr=test['elbo_stderr'],
-               test_iwae=iwae['bound'], test_iwae_stderr=iwae['bound_stderr'],
-               test_prior_estimate=prior['bound'], iwae_samples=config.iwae_samples)
-  return out
-
-
 def split_record(config, model) -> Dict[str, Any]:
   """delta-RNN runs: the leaked elements (for piano rolls also as MIDI pitches), since
   the random split differs from seed to seed; {} for the other models."""
@@ -261,37 +212,155 @@ def split_record(config, model) -> Dict[str, Any]:
   return record
 
 
-def restore_best(config, workdir: str):
-  """(model, best-on-valid parameters, checkpoint record) of workdir's latest
-  checkpoint; UserError when there is none or workdir's config.json is another config."""
-  workdir_lib.check_has_checkpoints(workdir)
+@dataclasses.dataclass
+class Progress:
+  """What the loop carries from step to step and saves in checkpoints: the train state,
+  the best-on-valid parameters, the record (best_valid_ll, best_step, skipped_steps,
+  the run's config) and the train metrics summed since the last metrics line."""
+  state: state_lib.TrainState
+  best_params: Any
+  record: Dict[str, Any]
+  sums: Dict[str, Any]
+
+  def add(self, metrics) -> None:
+    self.sums = accumulate(self.sums, metrics) if self.sums else metrics
+
+  def checkpoint_record(self, stream, done: int) -> Dict[str, Any]:
+    """The record saved at step done, with the data position and the open window."""
+    epoch, chunk = stream.position(done)
+    return dict(self.record, data_epoch=epoch, data_chunk=chunk,
+                log_window=window_to_json(self.sums))
+
+
+class StepTimer:
+  """Times the loop's train steps: the first (compilation included, waited for) as
+  compile_s, the others per metrics window (window_ms), evaluation time left out."""
+
+  def __init__(self):
+    self.compile_s, self.window_ms = 0.0, []
+    self._first, self._start, self._steps = True, time.time(), 0
+
+  def run(self, train_step, state, *args):
+    """train_step(state, *args), timed."""
+    if not self._first:
+      self._steps += 1
+      return train_step(state, *args)
+    t0 = time.time()
+    out = train_step(state, *args)
+    jax.block_until_ready(out[0])
+    self.compile_s, self._first = time.time() - t0, False
+    self._start = time.time()
+    return out
+
+  def end_window(self) -> None:
+    """At a metrics line: the window's mean step time, and a new window."""
+    if self._steps:
+      self.window_ms.append(1e3 * (time.time() - self._start) / self._steps)
+    self._start, self._steps = time.time(), 0
+
+  def resume(self) -> None:
+    """After an evaluation, which is not step time."""
+    self._start = time.time()
+
+  def median_ms(self) -> Optional[float]:
+    return statistics.median(self.window_ms) if self.window_ms else None
+
+
+def check_inputs(config, workdir: str) -> None:
+  """UserError for bad config values or a workdir that is not writable or holds
+  another config, before anything is read or written."""
+  config_checks.validate(config)
+  workdir_lib.check_writable(workdir)
   workdir_lib.check_config(config, workdir)
-  model = models.build_model(config.model, config.seed)
-  params = models.init_params(model, jax.random.key(config.seed), config.model.d_data)
-  state = TrainState(jnp.int32(0), params, make_optimizer(config).init(params))
+
+
+def checked_mesh(config):
+  """The device mesh; ValueError when a batch size does not divide over it."""
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.batch_size, mesh)
+  parallel.check_batch_size(config.eval_batch_size, mesh, '--config.eval_batch_size')
+  return mesh
+
+
+def start_or_resume(config, workdir: str, model, optimizer, init_rng, mesh
+                    ) -> Tuple[Progress, checkpointing.Checkpointer]:
+  """Progress from workdir's latest checkpoint, else from fresh parameters, with the
+  train state replicated over the mesh; and the run's checkpointer. Creates workdir and
+  records config in workdir/config.json first."""
+  params = models.init_params(model, init_rng, config.model.d_data)
+  state = jax.device_put(state_lib.initial_state(params, optimizer),
+                         parallel.replicated(mesh))
+  best_params = own_copy(state.params)
+  record = dict(best_valid_ll=-math.inf, best_step=0, skipped_steps=0)
+  os.makedirs(workdir, exist_ok=True)
+  workdir_lib.write_config(config, workdir)
   ckpt = checkpointing.Checkpointer(workdir)
-  try:
-    if ckpt.latest_step() is None:
-      raise errors.UserError(f'--workdir={workdir}: no checkpoint (train first)')
-    _, best_params, record = ckpt.restore(state, params)
-  finally:
-    ckpt.close()
-  return model, best_params, record
+  if ckpt.latest_step() is not None:
+    state, best_params, restored = ckpt.restore(state, best_params)
+    record.update(restored)
+  record['config'] = workdir_lib.config_dict(config)  # saved with every checkpoint
+  # Checkpoints written before log_window was recorded resume with an empty window.
+  sums = window_from_json(record.pop('log_window', {}))
+  return Progress(state, best_params, record, sums), ckpt
 
 
-def evaluate_checkpoint(config, workdir: str) -> Dict[str, Any]:
-  """Scores the best parameters of workdir's latest checkpoint on the test set and
-  writes workdir/eval_results.json."""
-  model, best_params, record = restore_best(config, workdir)
-  eval_rng = jax.random.split(jax.random.key(config.seed), 3)[2]  # as in training
-  data = load_dataset(config)
-  results = dict(dataset=config.dataset, model=config.model.name,
-                 params=models.count_params(model, best_params),
-                 best_step=record['best_step'], valid_ll=record['best_valid_ll'])
-  results.update(score_test(config, make_evaluator(config, model, data), best_params,
-                            data['test'], eval_rng))
-  if jax.process_index() == 0:
-    fileio.write_json(os.path.join(workdir, 'eval_results.json'), results)
+def due(config, done: int, stopping: bool) -> Tuple[bool, bool, bool]:
+  """(log, evaluate, save) after step done; the last step does all three, and a stop
+  request saves."""
+  last = done == config.num_steps
+  return (done % config.log_every == 0 or last, done % config.eval_every == 0 or last,
+          done % config.checkpoint_every == 0 or last or stopping)
+
+
+def log_window(config, progress: Progress, host, kl_weight_now, done: int,
+               log: MetricsLog, bar) -> None:
+  """Writes the metrics line of the window ending at step done (host: the sums on the
+  host) and starts a new window; with skip_nonfinite, counts and reports skipped steps."""
+  n = float(host['elements']) / config.loss_elements  # loss units in the window
+  line = dict(step=done, train_loss=_ratio(host['loss'], host['steps']),
+              train_ll=-_ratio(host['nll'], n),
+              learning_rate=float(state_lib.learning_rate_schedule(config)(done - 1)))
+  if models.is_latent(config.model.name):
+    line.update(train_kl=_ratio(host['kl'], n), kl_weight=float(kl_weight_now))
+  if config.skip_nonfinite:
+    line.update(skipped_steps=int(host['nonfinite_steps']))
+    progress.record['skipped_steps'] += line['skipped_steps']
+    if line['skipped_steps']:
+      bar.write(f'skipped {line["skipped_steps"]} non-finite step(s) up to step {done} '
+                f'({progress.record["skipped_steps"]} in all), the first at '
+                f'{nonfinite_message(host["first_nonfinite"])}')
+  log.write(**line)
+  bar.set_postfix(loss=f'{line["train_loss"]:.3f}', ll=f'{line["train_ll"]:.3f}')
+  progress.sums = {}
+
+
+def validate(config, evaluator, seqs, eval_rng, done: int, progress: Progress,
+             log: MetricsLog, bar) -> None:
+  """Scores the parameters after step done on seqs, logs the score, and keeps them as
+  the best when they beat the best so far (a non-finite score never does)."""
+  valid_ll = evaluator(progress.state.params, seqs, jax.random.fold_in(eval_rng, done))['elbo']
+  log.write(step=done, valid_ll=valid_ll)
+  record = progress.record
+  if math.isfinite(valid_ll) and valid_ll > record['best_valid_ll']:
+    progress.best_params = own_copy(progress.state.params)
+    record.update(best_valid_ll=valid_ll, best_step=done)
+  unit = evaluate.ll_unit(config.normalisation, config.model.d_data)
+  bar.write(f'step {done}: valid {unit} {valid_ll:.4f} '
+            f'(best {record["best_valid_ll"]:.4f} at {record["best_step"]})')
+
+
+def final_results(config, model, progress: Progress, timer: StepTimer, test_scores
+                  ) -> Dict[str, Any]:
+  """results.json's fields, but wall_s."""
+  record = progress.record
+  results = dict(
+      dataset=config.dataset, model=config.model.name,
+      params=models.count_params(model, progress.best_params), steps=config.num_steps,
+      best_step=record['best_step'], valid_ll=record['best_valid_ll'],
+      skipped_steps=record['skipped_steps'], step_time_ms_median=timer.median_ms(),
+      compile_s=timer.compile_s)
+  results.update(test_scores)
+  results.update(split_record(config, model))
   return results
 
 
@@ -308,111 +377,44 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   they act as usual (SIGTERM ends the process, SIGINT raises KeyboardInterrupt); the
   last checkpoint is complete by then, so a rerun only evaluates."""
   wall_start = time.time()
-  config_checks.validate(config)
-  workdir_lib.check_writable(workdir)
-  workdir_lib.check_config(config, workdir)
-  runtime.setup()
+  check_inputs(config, workdir)
   data = load_dataset(config)
   model = models.build_model(config.model, config.seed)
-  latent = models.is_latent(config.model.name)
-  d_data = config.model.d_data
-  mesh = parallel.make_mesh()
-  parallel.check_batch_size(config.batch_size, mesh)
-  parallel.check_batch_size(config.eval_batch_size, mesh, '--config.eval_batch_size')
-
-  init_rng, train_rng, eval_rng = jax.random.split(jax.random.key(config.seed), 3)
-  params = models.init_params(model, init_rng, d_data)
-  optimizer = make_optimizer(config)
-  state = jax.device_put(TrainState(jnp.int32(0), params, optimizer.init(params)),
-                         parallel.replicated(mesh))
-  best_params = own_copy(state.params)
-  record = dict(best_valid_ll=-math.inf, best_step=0, skipped_steps=0)
-  os.makedirs(workdir, exist_ok=True)
-  workdir_lib.write_config(config, workdir)
-  ckpt = checkpointing.Checkpointer(workdir)
-  if ckpt.latest_step() is not None:
-    state, best_params, restored = ckpt.restore(state, best_params)
-    record.update(restored)
-  record['config'] = workdir_lib.config_dict(config)  # saved with every checkpoint
-  start_step = int(state.step)
+  mesh = checked_mesh(config)
+  init_rng, train_rng, eval_rng = state_lib.run_keys(config.seed)
+  optimizer = state_lib.make_optimizer(config)
+  progress, ckpt = start_or_resume(config, workdir, model, optimizer, init_rng, mesh)
+  start_step = int(progress.state.step)
   log = MetricsLog(workdir, start_step)
-
-  stream = batching.make_train_stream(data['train'], config.batch_size, d_data,
+  stream = batching.make_train_stream(data['train'], config.batch_size, config.model.d_data,
                                       config.tgt_len, config.seed, config.buffer_files or None)
   train_step = make_train_step(model, optimizer, config)
-  schedule = learning_rate_schedule(config)
-  evaluator = make_evaluator(config, model, data)
-  unit = evaluate.ll_unit(config.normalisation, d_data)
-
-  def put(a):
-    return parallel.put_batch(a, mesh)
-
-  def validate(step, params):
-    scores = evaluator(params, data['valid'], jax.random.fold_in(eval_rng, step))
-    log.write(step=step, valid_ll=scores['elbo'])
-    return scores['elbo']
-
-  compile_s, window_ms = 0.0, []
-  # Checkpoints written before log_window was recorded resume with an empty window.
-  sums = window_from_json(record.pop('log_window', {}))
-  window_start, window_steps = time.time(), 0
+  evaluator = evaluate.make_evaluator(config, model, data)
+  timer = StepTimer()
   bar = tqdm.tqdm(total=config.num_steps, initial=start_step, dynamic_ncols=True,
                   disable=not config.progress_bar or jax.process_index() != 0)
   # SIGTERM/SIGINT (preemption, Ctrl-C) end the loop after the current step and a save.
   with preemption.stop_signals() as stop:
     for step in range(start_step, config.num_steps):
-      x, y = stream.batch(step)
-      if step == start_step:
-        t0 = time.time()
-        state, metrics = train_step(state, put(x), put(y), train_rng)
-        jax.block_until_ready(state)
-        compile_s = time.time() - t0
-        window_start = time.time()
-      else:
-        state, metrics = train_step(state, put(x), put(y), train_rng)
-        window_steps += 1
-      sums = accumulate(sums, metrics) if sums else metrics
+      x, y = (parallel.put_batch(a, mesh) for a in stream.batch(step))
+      progress.state, metrics = timer.run(train_step, progress.state, x, y, train_rng)
+      progress.add(metrics)
       done = step + 1
       bar.update(1)
-      log_now = done % config.log_every == 0 or done == config.num_steps
-      eval_now = done % config.eval_every == 0 or done == config.num_steps
-      save_now = (done % config.checkpoint_every == 0 or done == config.num_steps
-                  or stop.signum is not None)
+      log_now, eval_now, save_now = due(config, done, stopping=stop.signum is not None)
       if log_now or eval_now or save_now:  # the host waits for the step here, not before
-        host = jax.device_get(sums)
+        host = jax.device_get(progress.sums)
         if not config.skip_nonfinite:
           stop_if_nonfinite(host['first_nonfinite'], ckpt)
       if log_now:
-        if window_steps:
-          window_ms.append(1e3 * (time.time() - window_start) / window_steps)
-        n = float(host['elements']) / config.loss_elements  # loss units in the window
-        line = dict(step=done, train_loss=_ratio(host['loss'], host['steps']),
-                    train_ll=-_ratio(host['nll'], n),
-                    learning_rate=float(schedule(done - 1)))
-        if latent:
-          line.update(train_kl=_ratio(host['kl'], n), kl_weight=float(metrics['kl_weight']))
-        if config.skip_nonfinite:
-          line.update(skipped_steps=int(host['nonfinite_steps']))
-          record['skipped_steps'] += line['skipped_steps']
-          if line['skipped_steps']:
-            bar.write(f'skipped {line["skipped_steps"]} non-finite step(s) up to step {done} '
-                      f'({record["skipped_steps"]} in all), the first at '
-                      f'{nonfinite_message(host["first_nonfinite"])}')
-        log.write(**line)
-        bar.set_postfix(loss=f'{line["train_loss"]:.3f}', ll=f'{line["train_ll"]:.3f}')
-        sums, window_start, window_steps = {}, time.time(), 0
+        log_window(config, progress, host, metrics['kl_weight'], done, log, bar)
+        timer.end_window()
       if eval_now:
-        valid_ll = validate(done, state.params)
-        if math.isfinite(valid_ll) and valid_ll > record['best_valid_ll']:
-          best_params = own_copy(state.params)
-          record.update(best_valid_ll=valid_ll, best_step=done)
-        bar.write(f'step {done}: valid {unit} {valid_ll:.4f} '
-                  f'(best {record["best_valid_ll"]:.4f} at {record["best_step"]})')
-        window_start = time.time()  # evaluation time is not step time
+        validate(config, evaluator, data['valid'], eval_rng, done, progress, log, bar)
+        timer.resume()
       if save_now:
-        ckpt.save(done, state, best_params, dict(record, data_epoch=stream.position(done)[0],
-                                                data_chunk=stream.position(done)[1],
-                                                log_window=window_to_json(sums)))
+        ckpt.save(done, progress.state, progress.best_params,
+                  progress.checkpoint_record(stream, done))
       if stop.signum is not None:
         break
     bar.close()
@@ -420,19 +422,12 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
     ckpt.close()
   if stop.signum is not None:
     raise errors.TrainingInterrupted(
-        f'{stop.name}: stopped after step {int(state.step)} of {config.num_steps} and saved '
-        f'a checkpoint in {workdir}; run the same command to resume', stop.signum)
-
-  results = dict(
-      dataset=config.dataset, model=config.model.name,
-      params=models.count_params(model, best_params), steps=config.num_steps,
-      best_step=record['best_step'], valid_ll=record['best_valid_ll'],
-      skipped_steps=record['skipped_steps'],
-      step_time_ms_median=statistics.median(window_ms) if window_ms else None,
-      compile_s=compile_s)
-  results.update(score_test(config, evaluator, best_params, data['test'], eval_rng))
-  results.update(split_record(config, model))
-  results['wall_s'] = time.time() - wall_start
+        f'{stop.name}: stopped after step {int(progress.state.step)} of {config.num_steps} '
+        f'and saved a checkpoint in {workdir}; run the same command to resume', stop.signum)
+  test_scores = evaluate.score_test(config, evaluator, progress.best_params, data['test'],
+                                    eval_rng)
+  results = dict(final_results(config, model, progress, timer, test_scores),
+                 wall_s=time.time() - wall_start)
   if jax.process_index() == 0:
     fileio.write_json(os.path.join(workdir, 'results.json'), results)
   return results

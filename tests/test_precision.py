@@ -5,11 +5,11 @@ the dot algorithm alone), evaluation stays true float32, and a bad value is name
 import re
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from reexam_jax import evaluate, experiments, models, train
+from reexam_jax import state as state_lib
 
 DOT = re.compile(r'stablehlo\.dot_general[^\n]*')
 
@@ -27,8 +27,8 @@ def _setup(model_name, **overrides):
 
 def _train_step_dots(model_name, precision):
   config, model, params, x = _setup(model_name, matmul_precision=repr(precision))
-  optimizer = train.make_optimizer(config)
-  state = train.TrainState(jnp.int32(0), params, optimizer.init(params))
+  optimizer = state_lib.make_optimizer(config)
+  state = state_lib.initial_state(params, optimizer)
   step = train.make_train_step(model, optimizer, config)
   return DOT.findall(step.lower(state, x[:-1], x[1:], jax.random.key(1)).as_text())
 
@@ -53,7 +53,7 @@ def test_evaluation_matmuls_are_true_float32():
 def test_unknown_precision_is_named():
   config, model, _, _ = _setup('f_rnn', matmul_precision="'bf16'")
   with pytest.raises(ValueError, match='--config.matmul_precision'):
-    train.make_train_step(model, train.make_optimizer(config), config)
+    train.make_train_step(model, state_lib.make_optimizer(config), config)
 
 
 def _loss_and_grads(model_name, precision):

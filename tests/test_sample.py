@@ -13,7 +13,7 @@ from reexam_jax import checkpointing
 from reexam_jax import experiments
 from reexam_jax import models
 from reexam_jax import sample as sample_lib
-from reexam_jax import train
+from reexam_jax import state as state_lib
 from reexam_jax.models import sampling
 
 T, B = 3, 2
@@ -129,10 +129,10 @@ def test_reset_every_matches_chunked_scoring():
 
 
 def _save_initial_checkpoint(config, workdir):
-  """A checkpoint in train.py's layout holding the initial parameters."""
+  """A checkpoint in training's layout holding the initial parameters."""
   model = models.build_model(config.model)
   params = models.init_params(model, jax.random.key(5), config.model.d_data)
-  state = train.TrainState(jnp.int32(0), params, train.make_optimizer(config).init(params))
+  state = state_lib.initial_state(params, state_lib.make_optimizer(config))
   ckpt = checkpointing.Checkpointer(workdir)
   ckpt.save(1, state, params, dict(best_valid_ll=0.0, best_step=1))
   ckpt.wait()

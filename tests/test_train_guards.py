@@ -20,6 +20,7 @@ from reexam_jax import config_checks
 from reexam_jax import errors
 from reexam_jax import experiments
 from reexam_jax import models
+from reexam_jax import state as state_lib
 from reexam_jax import train
 from test_train import MIDI_DIR, REPO, needs_midi, tiny_arg, tiny_config
 
@@ -27,7 +28,7 @@ PATCHED_MAIN = """
 import sys
 import numpy as np
 from absl import app, flags
-from reexam_jax import main, train
+from reexam_jax import evaluate, main
 from reexam_jax.data import batching
 {patch}
 sys.argv = ['reexam_jax.main'] + sys.argv[1:]
@@ -51,14 +52,14 @@ batching.make_train_stream = lambda *a, **k: NanBatches(make_train_stream(*a, **
 
 # The first validation scores NaN, the second +inf, later ones are the real scores.
 NONFINITE_VALIDATIONS = """
-make_evaluator = train.make_evaluator
+make_evaluator = evaluate.make_evaluator
 def nonfinite_first(*a, **k):
   evaluator, fake = make_evaluator(*a, **k), iter([float('nan'), float('inf')])
   def scores(*b, **kw):
     out = evaluator(*b, **kw)
     return dict(out, elbo=next(fake, out['elbo']))
   return scores
-train.make_evaluator = nonfinite_first
+evaluate.make_evaluator = nonfinite_first
 """
 
 
@@ -156,9 +157,9 @@ def test_train_step_leaves_state_unchanged_on_nonfinite_batch():
   config = tiny_config('f_rnn')
   model = models.build_model(config.model)
   params = models.init_params(model, jax.random.key(0), config.model.d_data)
-  optimizer = train.make_optimizer(config)
+  optimizer = state_lib.make_optimizer(config)
   step = train.make_train_step(model, optimizer, config)
-  before = jax.device_get(train.TrainState(jnp.int32(0), params, optimizer.init(params)))
+  before = jax.device_get(state_lib.initial_state(params, optimizer))
   fresh_state = lambda: jax.tree.map(jnp.asarray, before)  # the step donates its input
   unchanged = lambda state: jax.tree.all(jax.tree.map(
       np.array_equal, jax.device_get((state.params, state.opt_state)),
