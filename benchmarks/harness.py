@@ -3,11 +3,12 @@ machine's dense-matmul peak, and writes a markdown table.
 
   python benchmarks/harness.py [--set midi|speech|bf16|all] [--steps N] [--warmup W]
       [--row 'CONFIG[:ARG][@batch=B,steps=N,warmup=W]' ...] [--no-torch]
-      [--out benchmarks/results.md]
+      [--cpu-tuning auto|off] [--out benchmarks/results.md]
 
 For every row: our jitted training step (benchmarks/step_time.py in a fresh process:
-compile time, median step time, peak RSS), the yardstick (shared/bench/
-torch_reference.py, same preset, batch and step counts, also a fresh process), model
+compile time, median step time, peak RSS), the PyTorch yardstick (read from
+../shared/bench/torch_reference.py beside the repository; same preset, batch and step
+counts, also a fresh process), model
 FLOPs per step from benchmarks/flops.py, and the achieved FLOP/s as a fraction of the
 peak measured in the same run. --steps/--warmup override every row's own counts
 (slow rows default to fewer). --row adds rows, e.g.
@@ -118,7 +119,8 @@ def peak_gflops():
           step_time.last_value(out, 'jax_bf16_matmul_gflops'), versions[len('versions: '):])
 
 
-def bench_row(row: Row, peaks: dict, with_torch: bool, torch_cache: dict) -> dict:
+def bench_row(row: Row, peaks: dict, with_torch: bool, torch_cache: dict,
+              cpu_tuning: str) -> dict:
   """Measures one row -> table cells (and notes for the footer); % of peak against the
   peak of the row's matmul operand type (peaks: {'float32': ..., 'bfloat16': ...})."""
   config = step_time.load_config(row.config)
@@ -126,7 +128,7 @@ def bench_row(row: Row, peaks: dict, with_torch: bool, torch_cache: dict) -> dic
   batch = row.batch or config.batch_size
   count = flops.train_step_flops(config, batch)
   compile_s, ours_ms, ours_mb, temp_mb = step_time.time_jax_fresh(
-      row.config, row.steps, row.warmup, batch)
+      row.config, row.steps, row.warmup, batch, cpu_tuning)
   cells = {'config': f'`{os.path.basename(row.config)}`', 'batch': batch,
            'compile s': f'{compile_s:.1f}', 'ours ms': f'{ours_ms:.1f}',
            'ours seq/s': f'{1e3 * batch / ours_ms:.1f}',
@@ -183,6 +185,9 @@ def main():
   ap.add_argument('--warmup', type=int, default=None, help='untimed steps after compiling')
   ap.add_argument('--row', action='append', default=[], help='extra row, see the doc')
   ap.add_argument('--no-torch', action='store_true', help='skip the yardstick')
+  ap.add_argument('--cpu-tuning', choices=('auto', 'off'), default='auto',
+                  help="main.py's --cpu_tuning, for our steps; its huge pages also for "
+                       'the yardstick')
   ap.add_argument('--out', default=os.path.join(step_time.REPO, 'benchmarks', 'results.md'))
   ap.add_argument('--peak-only', action='store_true', help=argparse.SUPPRESS)
   args = ap.parse_args()
@@ -191,7 +196,10 @@ def main():
     return
 
   from reexam_jax import runtime  # pylint: disable=g-import-not-at-top
-  runtime.reexec_with_hugepages()  # every child, ours and the yardstick, inherits it
+  # May restart the harness first: every child, ours and the yardstick, inherits its
+  # huge pages.
+  tuning = runtime.apply(args.cpu_tuning)
+  print(tuning, flush=True)
   os.chdir(step_time.REPO)  # config paths are relative to the repository
   set_name = args.set or ('midi' if not args.row else None)
   rows = SETS.get(set_name, []) + [parse_row(spec) for spec in args.row]
@@ -218,14 +226,15 @@ def main():
       "hier low level as the reference computes it; achieved = model FLOPs / our step.",
       '- Peak MB: peak RSS (ru_maxrss from wait4) of a fresh process per measurement, '
       'imports and compilation included.',
-      f'- Both frameworks run with GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "")!r} '
-      '(reexam_jax.runtime; REEXAM_MALLOC_TUNING=0 turns it off for both).',
+      f'- --cpu-tuning={args.cpu_tuning}: {tuning}; both frameworks run with '
+      f'GLIBC_TUNABLES={os.environ.get("GLIBC_TUNABLES", "")!r} (reexam_jax/runtime.py).',
   ]
   torch_cache, results = {}, []
   for row in rows:
     print(f'[{datetime.datetime.now():%H:%M:%S}] {row.config} ...', flush=True)
     try:
-      results.append(bench_row(row, peaks, not args.no_torch, torch_cache))
+      results.append(bench_row(row, peaks, not args.no_torch, torch_cache,
+                               args.cpu_tuning))
     except subprocess.CalledProcessError as err:
       print(err.output[-3000:], file=sys.stderr)
       results.append({'config': f'`{os.path.basename(row.config)}`', 'batch': row.batch or '-',

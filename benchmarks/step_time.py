@@ -1,12 +1,15 @@
 """Times one training step of our jitted `train.make_train_step` against the PyTorch
-yardstick (shared/bench/torch_reference.py) in the same run, and prints the ratio.
+yardstick (read from ../shared/bench/torch_reference.py beside the repository; see
+docs/benchmarks.md) in the same run, and prints the ratio.
 
   python benchmarks/step_time.py configs/nottingham_f_rnn.py [--steps 30] [--warmup 3]
-      [--batch B] [--preset midi_f_rnn] [--no-torch] [--no-runtime]
+      [--batch B] [--preset midi_f_rnn] [--no-torch] [--cpu-tuning auto|off]
 
 Data are random Bernoulli(0.1) (MIDI) or Gaussian (speech) batches of the config's
 shape, drawn before the timer starts, as the yardstick does. One step is the whole
 jitted update (forward, backward, clipping, Adam), timed to `block_until_ready`.
+--cpu-tuning is main.py's --cpu_tuning (reexam_jax/runtime.py); the yardstick runs in
+the same environment (huge pages or not).
 benchmarks/harness.py runs many configs through the helpers here (`time_jax_fresh`,
 `time_torch`) and adds FLOPs, peak and memory figures.
 """
@@ -14,6 +17,7 @@ import argparse
 import importlib.util
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -74,6 +78,7 @@ def time_jax(config, steps: int, warmup: int, batch: int):
     state, metrics = step_fn(state, *batch_fn(), key)
   jax.block_until_ready((state, metrics))
   times = []
+  before = resource.getrusage(resource.RUSAGE_SELF)
   for _ in range(steps):
     x, y = batch_fn()
     jax.block_until_ready((x, y))
@@ -81,6 +86,13 @@ def time_jax(config, steps: int, warmup: int, batch: int):
     state, metrics = step_fn(state, x, y, key)
     jax.block_until_ready((state, metrics))
     times.append(1e3 * (time.perf_counter() - t0))
+  after = resource.getrusage(resource.RUSAGE_SELF)
+  # What --cpu-tuning changes, per step (batches included): page faults, kernel time,
+  # and CPU time (unlike wall time, not inflated by other processes on the same cores).
+  per_step = lambda field: (getattr(after, field) - getattr(before, field)) / steps
+  print(f'jax_step_minor_faults: {per_step("ru_minflt"):.0f}')
+  print(f'jax_step_sys_ms: {1e3 * per_step("ru_stime"):.2f}')
+  print(f'jax_step_cpu_ms: {1e3 * (per_step("ru_utime") + per_step("ru_stime")):.2f}')
   print(f'jax_final_loss: {float(metrics["loss"]):.4f}')
   return compile_s, times
 
@@ -111,12 +123,14 @@ def time_torch(preset: str, steps: int, warmup: int, batch: int):
   return last_value(out, 'step_ms_median'), peak_mb
 
 
-def time_jax_fresh(config_path: str, steps: int, warmup: int, batch: int):
+def time_jax_fresh(config_path: str, steps: int, warmup: int, batch: int,
+                   cpu_tuning: str = 'auto'):
   """Runs this script (JAX only) in a fresh process -> (compile s, median step ms,
   peak RSS MB of the whole process: imports, compilation and the steps, XLA temp MB)."""
   out, peak_mb = run_child([sys.executable, os.path.abspath(__file__), config_path,
                             '--steps', str(steps), '--warmup', str(warmup),
-                            '--batch', str(batch), '--no-torch'])
+                            '--batch', str(batch), '--no-torch',
+                            '--cpu-tuning', cpu_tuning])
   return (last_value(out, 'jax_compile_s'), last_value(out, 'jax_step_ms_median'), peak_mb,
           last_value(out, 'jax_temp_mb'))
 
@@ -129,15 +143,13 @@ def main():
   ap.add_argument('--batch', type=int, default=None, help='default: the config batch')
   ap.add_argument('--preset', default=None, help='yardstick preset (default from config)')
   ap.add_argument('--no-torch', action='store_true', help='skip the yardstick')
-  ap.add_argument('--no-runtime', action='store_true',
-                  help='skip reexam_jax.runtime (malloc tuning and huge pages, for both '
-                       'frameworks), for comparison')
+  ap.add_argument('--cpu-tuning', choices=('auto', 'off'), default='auto',
+                  help="main.py's --cpu_tuning: malloc thresholds and huge pages (the "
+                       'latter for both frameworks); off, for comparison')
   args = ap.parse_args()
 
-  if not args.no_runtime:
-    from reexam_jax import runtime  # pylint: disable=g-import-not-at-top
-    runtime.reexec_with_hugepages()  # the yardstick's process inherits the environment
-    print(f'runtime: {runtime.setup()}')
+  from reexam_jax import runtime  # pylint: disable=g-import-not-at-top
+  print(runtime.apply(args.cpu_tuning), flush=True)  # may restart this script first
   config = load_config(args.config)
   batch = args.batch or config.batch_size
   preset = args.preset or default_preset(config)

@@ -10,6 +10,11 @@
 Bad input (a flag, config field, config file, workdir or data file that cannot be used)
 ends the command with one line `error: ...` on stderr and exit code 2, before anything
 is written.
+
+--cpu_tuning=auto (the default) tunes glibc's malloc for XLA:CPU in train, eval and
+sample modes when JAX will run on the CPU, restarting the process once for huge pages
+(see reexam_jax/runtime.py); one line `cpu tuning: ...` on stdout says what was applied.
+--cpu_tuning=off leaves the process as it is.
 """
 import errno
 import os
@@ -24,6 +29,7 @@ from ml_collections import config_flags
 
 from reexam_jax import config_checks
 from reexam_jax import errors
+from reexam_jax import runtime
 from reexam_jax import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
@@ -43,6 +49,11 @@ _TEMPERATURE = flags.DEFINE_float(
     'temperature', 1.0, '--mode=sample: samples p^(1/T) per conditional (logits / T, '
     'Gaussian stds * sqrt(T)); 1 is the model.')
 flags.register_validator('temperature', lambda t: t > 0, 'must be > 0')
+_CPU_TUNING = flags.DEFINE_enum(
+    'cpu_tuning', 'auto', ['auto', 'off'],
+    'auto: in train, eval and sample modes on the CPU backend, raise glibc\'s malloc '
+    'thresholds and restart once with huge pages for large buffers (README, "CPU '
+    'tuning"); off: neither.')
 
 
 def _exit_with(message: str) -> None:
@@ -161,6 +172,7 @@ def run(argv):
   if _MODE.value == 'params':
     print_params(config)
     return
+  print(runtime.apply(_CPU_TUNING.value), flush=True)  # before JAX is imported
   if _MODE.value == 'sample':
     from reexam_jax import sample  # pylint: disable=g-import-not-at-top
     out = sample.sample_workdir(config, _WORKDIR.value, num_samples=_NUM_SAMPLES.value,
@@ -173,9 +185,7 @@ def run(argv):
   from reexam_jax import checkpointing  # pylint: disable=g-import-not-at-top
   from reexam_jax import evaluate  # pylint: disable=g-import-not-at-top
   from reexam_jax import parallel  # pylint: disable=g-import-not-at-top
-  from reexam_jax import runtime  # pylint: disable=g-import-not-at-top
   from reexam_jax import train  # pylint: disable=g-import-not-at-top
-  runtime.setup()  # before the first large allocation
   # A checkpoint save that fails (a full disk) is reported once, as the error line:
   # Orbax's saving threads log it too, and TensorStore's late callbacks report a
   # closed event loop.
@@ -194,7 +204,5 @@ def run(argv):
 
 
 if __name__ == '__main__':
-  from reexam_jax import runtime  # pylint: disable=g-import-not-at-top
-  runtime.reexec_with_hugepages()  # before JAX allocates anything
   flags.mark_flag_as_required('config')
   app.run(main, flags_parser=parse_flags)
