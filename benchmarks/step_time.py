@@ -46,7 +46,7 @@ def time_jax(config, steps: int, warmup: int, batch: int):
   import numpy as np  # pylint: disable=g-import-not-at-top
   from reexam_jax import models, train  # pylint: disable=g-import-not-at-top
 
-  model = models.build_model(config.model)
+  model = models.build_model(config.model, precision=config.matmul_precision)
   params = models.init_params(model, jax.random.key(0), config.model.d_data)
   optimizer = train.make_optimizer(config)
   state = train.TrainState(jnp.int32(0), params, optimizer.init(params))

@@ -27,15 +27,16 @@ class RNNCore(nn.Module):
   dropout: float = 0.0
   remat_chunk: int = 0  # LSTM activations recomputed per segment of this many steps
   lstm_impl: str = 'scan'  # 'scan' | 'cudnn' (layers.LSTMLayer)
+  precision: str = 'default'  # matmul precision, see layers.PRECISIONS
   output_dropped = False
 
   @nn.compact
   def __call__(self, x, y, *, deterministic: bool, latent_source: str = 'posterior'):
     del y, latent_source  # the deterministic core never sees targets
-    emb = layers.InputEmbedding(self.d_emb, self.dropout, name='inp_emb')(
+    emb = layers.InputEmbedding(self.d_emb, self.dropout, self.precision, name='inp_emb')(
         x, deterministic=deterministic)
     h = layers.LSTM(self.d_rnn, self.n_layer, self.dropout, remat_chunk=self.remat_chunk,
-                    impl=self.lstm_impl, name='rnn')(
+                    impl=self.lstm_impl, precision=self.precision, name='rnn')(
         emb, deterministic=deterministic)  # [T, B, H]
     zeros = jnp.zeros(h.shape[:-1], h.dtype)
     return dict(h=h, kl=zeros, log_ratio=zeros)
@@ -59,14 +60,15 @@ class SRNNCore(nn.Module):
   dropout: float = 0.0
   remat_chunk: int = 0  # LSTM activations recomputed per segment of this many steps
   lstm_impl: str = 'scan'  # 'scan' | 'cudnn' (layers.LSTMLayer)
+  precision: str = 'default'  # matmul precision, see layers.PRECISIONS
   output_dropped = True
 
   @nn.compact
   def __call__(self, x, y, *, deterministic: bool, latent_source: str = 'posterior'):
-    inp_emb = layers.InputEmbedding(self.d_emb, self.dropout, name='inp_emb')
+    inp_emb = layers.InputEmbedding(self.d_emb, self.dropout, self.precision, name='inp_emb')
     lstm = lambda name, n_layer=self.n_layer, dropout=self.dropout: layers.LSTM(
         self.d_rnn, n_layer, dropout, remat_chunk=self.remat_chunk, impl=self.lstm_impl,
-        name=name)
+        precision=self.precision, name=name)
     fwd = lstm('fwd_rnn')(inp_emb(x, deterministic=deterministic),
                           deterministic=deterministic)  # [T, B, H]
     bwd = lstm('bwd_rnn')(inp_emb(y, deterministic=deterministic)[::-1],
@@ -76,9 +78,9 @@ class SRNNCore(nn.Module):
     latent_params = lambda net, inp: jnp.split(
         jnp.clip(net(inp, deterministic=deterministic), -LATENT_CLAMP, LATENT_CLAMP), 2, -1)
     mu_p, logvar_p = latent_params(
-        layers.MLP(hidden, 2 * self.d_lat, self.dropout, name='prior'), fwd)
+        layers.MLP(hidden, 2 * self.d_lat, self.dropout, self.precision, name='prior'), fwd)
     mu_q, logvar_q = latent_params(
-        layers.MLP(hidden, 2 * self.d_lat, self.dropout, name='post'),
+        layers.MLP(hidden, 2 * self.d_lat, self.dropout, self.precision, name='post'),
         jnp.concatenate([bwd, fwd], axis=-1))  # [T, B, Z] each
 
     if latent_source == 'posterior':

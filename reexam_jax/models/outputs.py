@@ -26,11 +26,13 @@ class Factorised(nn.Module):
   head: str  # 'gmm' | 'bernoulli'
   n_mix: int = 1
   input_dropout: float = 0.0
+  precision: str = 'default'  # matmul precision, see layers.PRECISIONS
 
   @nn.compact
   def __call__(self, h, y, *, deterministic: bool):
     h = layers.Dropout(self.input_dropout)(h, deterministic=deterministic)
-    return layers.make_head(self.head, self.d_data, self.n_mix, name='crit')(h, y)
+    return layers.make_head(self.head, self.d_data, self.n_mix, precision=self.precision,
+                            name='crit')(h, y)
 
 
 class HierLSTM(nn.Module):
@@ -54,6 +56,7 @@ class HierLSTM(nn.Module):
   n_low_layer: int = 1
   dropout: float = 0.0
   dropout_per: str = 'element'  # 'element' | 'step'
+  precision: str = 'default'  # matmul precision, see layers.PRECISIONS
 
   def _low_input(self, y, h, deterministic):
     """The first low-level layer's input for every position: [D, T*B, E+H] values, or
@@ -71,8 +74,9 @@ class HierLSTM(nn.Module):
 
       def project(w_ih):  # [4H, E+H] -> [D, T*B, 4H]
         w_e, w_h = w_ih[:, :self.d_emb], w_ih[:, self.d_emb:]
-        slope = layers.matmul(keep_e * w, w_e.T)  # [T*B, 4H]: d gates / d y_i
-        offset = layers.matmul(keep_e * bias, w_e.T) + layers.matmul(ctx, w_h.T)  # [T*B, 4H]
+        mm = lambda u, v: layers.matmul(u, v, self.precision)
+        slope = mm(keep_e * w, w_e.T)  # [T*B, 4H]: d gates / d y_i
+        offset = mm(keep_e * bias, w_e.T) + mm(ctx, w_h.T)  # [T*B, 4H]
         return y_elems[:, :, None] * slope + offset
       return layers.ProjectedInput(self.d_emb + h.shape[-1], (t * b,), project)
     if self.dropout_per != 'element':
@@ -91,7 +95,8 @@ class HierLSTM(nn.Module):
     states = [(jnp.broadcast_to(init_h[l], (t * b, self.d_rnn)),
                jnp.broadcast_to(init_c[l], (t * b, self.d_rnn)))
               for l in range(self.n_low_layer)]
-    out = layers.LSTM(self.d_rnn, self.n_low_layer, self.dropout, name='rnn_low')(
+    out = layers.LSTM(self.d_rnn, self.n_low_layer, self.dropout, precision=self.precision,
+                      name='rnn_low')(
         self._low_input(y, h, deterministic), deterministic=deterministic,
         initial_states=states)  # [D, T*B, H]
     first = jnp.broadcast_to(init_h[-1], (1, t * b, self.d_rnn))
@@ -100,8 +105,10 @@ class HierLSTM(nn.Module):
     out = out.swapaxes(0, 1).reshape(t, b, d, self.d_rnn)
 
     if self.head == 'bernoulli':  # MIDI: one Bernoulli head shared by all positions
-      return layers.BernoulliHead(1, name='crit')(out, y[..., None])[..., 0]
-    return layers.GMMHead(d, self.n_mix, per_element=True, name='crit')(out, y)
+      return layers.BernoulliHead(1, precision=self.precision, name='crit')(
+          out, y[..., None])[..., 0]
+    return layers.GMMHead(d, self.n_mix, per_element=True, precision=self.precision,
+                          name='crit')(out, y)
 
 
 def made_mask(d_data: int, d_ctx: int) -> np.ndarray:
@@ -128,6 +135,7 @@ class HierMADE(nn.Module):
   input_dropout: float = 0.0
   dropout: float = 0.0
   joint_layernorm: bool = False
+  precision: str = 'default'  # matmul precision, see layers.PRECISIONS
 
   def num_unmasked_rows(self, width: int) -> int:
     """Number of ones in the [D, H+D-1] mask (given width = H+D-1)."""
@@ -150,14 +158,16 @@ class HierMADE(nn.Module):
     mask = jnp.asarray(made_mask(d, h.shape[-1]))[:, :, None, None]
     w0 = self.param('w0', layers.torch_kaiming_uniform, (d, u.shape[-1], k, 1))
     b0 = self.param('b0', nn.initializers.zeros, (d, k))
-    a = layers.einsum('...v,uvk->...uk', u, (w0 * mask)[..., 0]) + b0  # [T, B, D, d_nade]
+    a = layers.einsum('...v,uvk->...uk', u, (w0 * mask)[..., 0],
+                      self.precision) + b0  # [T, B, D, d_nade]
     a = self._norm_act_drop(a, deterministic, 'norm_0')
     for layer in range(1, self.n_low_layer):
       w = self.param(f'w{layer}', layers.torch_kaiming_uniform, (d, k, k))
       bias = self.param(f'b{layer}', nn.initializers.zeros, (d, k))
-      a = layers.einsum('...uk,ukl->...ul', a, w) + bias
+      a = layers.einsum('...uk,ukl->...ul', a, w, self.precision) + bias
       a = self._norm_act_drop(a, deterministic, f'norm_{layer}')
-    return layers.make_head(self.head, d, self.n_mix, per_element=True, name='crit')(a, y)
+    return layers.make_head(self.head, d, self.n_mix, per_element=True,
+                            precision=self.precision, name='crit')(a, y)
 
 
 def delta_split(d_data: int, split: str, chk_len: int = 2, d_leak: int = 11,
@@ -188,19 +198,21 @@ class DeltaSplit(nn.Module):
   rest: Sequence[int]
   n_mix: int = 1
   dropout: float = 0.0
+  precision: str = 'default'  # matmul precision, see layers.PRECISIONS
 
   @nn.compact
   def __call__(self, h, y, *, deterministic: bool):
     leak, rest = np.asarray(self.leak), np.asarray(self.rest)
     drop = lambda v: layers.Dropout(self.dropout)(v, deterministic=deterministic)
     y_leak, y_rest = y[..., leak], y[..., rest]
-    lp_leak = layers.make_head(self.head, len(leak), self.n_mix, name='crit_leak')(
-        drop(h), y_leak)
+    lp_leak = layers.make_head(self.head, len(leak), self.n_mix, precision=self.precision,
+                               name='crit_leak')(drop(h), y_leak)
     r = jnp.concatenate([h, y_leak], axis=-1)
     for i in range(2):
-      r = layers.TorchDense(self.d_rnn, use_bias=False, name=f'rest_dense_{i}')(r)
+      r = layers.TorchDense(self.d_rnn, use_bias=False, precision=self.precision,
+                            name=f'rest_dense_{i}')(r)
       r = nn.relu(nn.LayerNorm(epsilon=1e-5, name=f'rest_norm_{i}')(r))
-    lp_rest = layers.make_head(self.head, len(rest), self.n_mix, name='crit_rest')(
-        drop(r), y_rest)
+    lp_rest = layers.make_head(self.head, len(rest), self.n_mix, precision=self.precision,
+                               name='crit_rest')(drop(r), y_rest)
     log_prob = jnp.zeros(y.shape, lp_leak.dtype)
     return log_prob.at[..., leak].set(lp_leak).at[..., rest].set(lp_rest)
