@@ -7,7 +7,7 @@ counts equal the reference's exactly (two LSTM biases, per-element heads).
 import dataclasses
 import functools
 import math
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -63,7 +63,8 @@ def uniform(bound: float):
 
 def torch_kaiming_uniform(key, shape, dtype=jnp.float32):
   """kaiming_uniform(a=sqrt(5)) on a tensor stored as `shape`: U(±1/sqrt(fan_in)) with
-  PyTorch's fan_in = shape[1] * prod(shape[2:]) (not the input width; spec §1.2)."""
+  PyTorch's fan_in = shape[1] * prod(shape[2:]) (not the input width; docs/reference.md,
+  "Models")."""
   fan_in = 1
   for size in shape[1:]:
     fan_in *= size
@@ -340,7 +341,10 @@ LSTM_IMPLS = ('scan', 'cudnn')
 
 class LSTMLayer(nn.Module):
   """One nn.LSTM layer: W_ih [4H, I], W_hh [4H, H], b_ih and b_hh [4H], all U(±1/sqrt(H));
-  W_hh re-initialised orthogonally when `orthogonal_hh` (spec §1.1)."""
+  W_hh re-initialised orthogonally when `orthogonal_hh` (docs/reference.md, "Models").
+
+  One step of the recurrence (generation) is a sequence of length 1, with the same
+  parameters and code as training."""
   hidden: int
   orthogonal_hh: bool = True
   unroll: int = 1
@@ -350,7 +354,8 @@ class LSTMLayer(nn.Module):
 
   @nn.compact
   def __call__(self, xs, initial_state=None):
-    """xs: [T, B, I] -> ([T, B, H], final (h, c)).
+    """xs: [T, B, I] -> ([T, B, H], final (h, c)); initial_state (h0, c0) [B, H] each,
+    zeros by default.
 
     xs may instead be a `ProjectedInput`, for callers whose input has structure that
     makes x_t W_ih^T cheaper to compute than by materialising x_t.
@@ -400,19 +405,24 @@ class LSTM(nn.Module):
 
   @nn.compact
   def __call__(self, xs, *, deterministic: bool, initial_states=None):
-    """xs: [T, B, I] (or a ProjectedInput for the first layer) -> [T, B, H].
+    """xs: [T, B, I] (or a ProjectedInput for the first layer) -> ([T, B, H], the final
+    (h, c) of every layer).
 
     initial_states: optional per-layer (h0, c0), each [B, H]; zero states by default
-    (every chunk starts from zero in the reference, spec §1.1).
+    (every chunk starts from zero, docs/reference.md, "Evaluation"). Passing the final
+    states back in with the next steps continues the sequence (generation, one step at
+    a time).
     """
+    states = []
     for layer in range(self.num_layers):
       if layer > 0:
         xs = Dropout(self.dropout)(xs, deterministic=deterministic)
       state = None if initial_states is None else initial_states[layer]
-      xs, _ = LSTMLayer(self.hidden, self.orthogonal_hh, remat_chunk=self.remat_chunk,
-                        impl=self.impl, precision=self.precision,
-                        name=f'layer_{layer}')(xs, state)
-    return xs
+      xs, state = LSTMLayer(self.hidden, self.orthogonal_hh, remat_chunk=self.remat_chunk,
+                            impl=self.impl, precision=self.precision,
+                            name=f'layer_{layer}')(xs, state)
+      states.append(state)
+    return xs, states
 
 
 class InputEmbedding(nn.Module):
@@ -428,17 +438,63 @@ class InputEmbedding(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------
-# Output heads: per-element log-densities [..., D].
+# Output heads: the distribution of the D elements of a step, as one of the two
+# distributions below. Training reads log_prob(y); generation draws with sample(key, tau),
+# which samples p^(1/tau) per element: tau < 1 sharpens, tau > 1 flattens, tau = 1 is the
+# model itself.
 # ----------------------------------------------------------------------------------------
+class GMM(NamedTuple):
+  """Independent univariate Gaussian mixtures: means, log_stds, logits [..., K]."""
+  means: jax.Array
+  log_stds: jax.Array
+  logits: jax.Array
+
+  def log_prob(self, y):
+    """y [...] -> log p(y) [...]."""
+    return likelihoods.gmm_log_prob(y, self.means, self.log_stds, self.logits)
+
+  def sample(self, key, temperature=1.0):
+    """A draw [...]: the component from logits / tau, then its Gaussian with the standard
+    deviation times sqrt(tau) (exact p^(1/tau) for a single Gaussian)."""
+    k_comp, k_noise = jax.random.split(key)
+    comp = jax.random.categorical(k_comp, self.logits / temperature)[..., None]
+    pick = lambda a: jnp.take_along_axis(a, comp, axis=-1)[..., 0]
+    noise = jax.random.normal(k_noise, comp.shape[:-1])
+    return pick(self.means) + jnp.exp(pick(self.log_stds)) * jnp.sqrt(temperature) * noise
+
+
+class Bernoulli(NamedTuple):
+  """Independent binary elements: logits [...]."""
+  logits: jax.Array
+
+  def log_prob(self, y):
+    """y [...] in {0, 1} -> log p(y) [...]."""
+    return likelihoods.bernoulli_log_prob(y, self.logits)
+
+  def sample(self, key, temperature=1.0):
+    """A draw [...] in {0., 1.} with probability sigmoid(logits / tau) of a one."""
+    return jax.random.bernoulli(key, jax.nn.sigmoid(self.logits / temperature)).astype(
+        jnp.float32)
+
+
+def _head_equation(kernel_axes: str, per_element: bool, element) -> str:
+  """The einsum of a head's input with its kernel [D, kernel_axes..., d_inp] (element i's
+  kernel [kernel_axes..., d_inp] when `element` is given)."""
+  if element is not None:
+    return f'...d,{kernel_axes}d->...{kernel_axes}'
+  if per_element:
+    return f'...id,i{kernel_axes}d->...i{kernel_axes}'
+  return f'...d,i{kernel_axes}d->...i{kernel_axes}'
+
+
 class GMMHead(nn.Module):
   """Factorised univariate Gaussian mixture per element (the reference GMCriterion).
 
   Weights are stored [D, K, d_inp], the transpose of the reference's [d_inp, D, K], with
-  the same initial distribution (its fan_in D*K, spec §1.2), and biases [D, K], for
-  (mean, log_std, logits). Output-major storage is XLA:CPU's fast orientation for the
-  weight gradient and leaves Adam without transposes: the speech F-RNN step is ~17%
-  faster than with [d_inp, D, K]. With `per_element`, the input is [..., D, d_inp] and
-  each element has its own input.
+  the same initial distribution (its fan_in D*K, docs/reference.md, "Models"), and
+  biases [D, K], for (mean, log_std, logits). Output-major storage is XLA:CPU's fast
+  orientation for the weight gradient and leaves Adam without transposes: the speech
+  F-RNN step is ~17% faster than with [d_inp, D, K].
   """
   num_elements: int
   num_mixtures: int
@@ -446,17 +502,22 @@ class GMMHead(nn.Module):
   precision: str = 'default'  # see PRECISIONS
 
   @nn.compact
-  def __call__(self, inp, y):
-    """inp: [..., d_inp] or [..., D, d_inp]; y: [..., D] -> log p [..., D]."""
+  def __call__(self, inp, element=None):
+    """inp [..., d_inp] -> GMM with [..., D, K] parameters. With `per_element`, inp is
+    [..., D, d_inp] and element i reads its own row; with `element` i (an index, also
+    traced), inp [..., d_inp] is element i's alone and the GMM is element i's, [..., K]
+    (auto-regressive generation, one element at a time)."""
     d, k, d_inp = self.num_elements, self.num_mixtures, inp.shape[-1]
     init = lambda key, shape: jnp.moveaxis(torch_kaiming_uniform(key, (d_inp, d, k)), 0, -1)
-    eq = '...id,imd->...im' if self.per_element else '...d,imd->...im'
+    eq = _head_equation('m', self.per_element, element)
     outs = []
     for name in ('mean', 'log_std', 'logits'):
       weight = self.param(f'{name}_kernel', init, (d, k, d_inp))
       bias = self.param(f'{name}_bias', nn.initializers.zeros, (d, k))
+      if element is not None:
+        weight, bias = weight[element], bias[element]
       outs.append(einsum(eq, inp, weight, self.precision) + bias)
-    return likelihoods.gmm_log_prob(y, *outs)
+    return GMM(*outs)
 
 
 class BernoulliHead(nn.Module):
@@ -466,12 +527,15 @@ class BernoulliHead(nn.Module):
   precision: str = 'default'  # see PRECISIONS
 
   @nn.compact
-  def __call__(self, inp, y):
-    """inp: [..., d_inp] or [..., D, d_inp]; y: [..., D] -> log p [..., D]."""
+  def __call__(self, inp, element=None):
+    """inp [..., d_inp] -> Bernoulli with [..., D] logits; `per_element` and `element`
+    as for GMMHead ([...] logits for one element)."""
     kernel = self.param('kernel', torch_kaiming_uniform, (self.num_elements, inp.shape[-1]))
     bias = self.param('bias', nn.initializers.zeros, (self.num_elements,))
-    eq = '...id,id->...i' if self.per_element else '...d,id->...i'
-    return likelihoods.bernoulli_log_prob(y, einsum(eq, inp, kernel, self.precision) + bias)
+    if element is not None:
+      kernel, bias = kernel[element], bias[element]
+    eq = _head_equation('', self.per_element, element)
+    return Bernoulli(einsum(eq, inp, kernel, self.precision) + bias)
 
 
 def make_head(kind: str, num_elements: int, num_mixtures: int, per_element: bool = False,

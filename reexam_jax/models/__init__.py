@@ -118,8 +118,9 @@ def build_model(cfg, seed: int = 0, precision: str = 'default') -> SequenceModel
     output = outputs.HierLSTM(cfg.d_data, cfg.d_rnn, cfg.d_emb, cfg.head, n_mix, n_low,
                               cfg.dropout, cfg.low_dropout, precision)
   elif output_name == 'hier_made':
-    output = outputs.HierMADE(cfg.d_data, cfg.d_nade, cfg.head, n_mix, cfg.n_low_layer,
-                              input_dropout, cfg.dropout, cfg.joint_layernorm, precision)
+    output = outputs.HierMADE(cfg.d_data, cfg.d_rnn, cfg.d_nade, cfg.head, n_mix,
+                              cfg.n_low_layer, input_dropout, cfg.dropout,
+                              cfg.joint_layernorm, precision)
   else:
     split = cfg.name.rsplit('_', 1)[-1]  # 'interleave' | 'random'
     leak, rest = outputs.delta_split(cfg.d_data, split, cfg.chk_len, cfg.d_leak,
