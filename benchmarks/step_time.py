@@ -51,7 +51,7 @@ def time_jax(config, steps: int, warmup: int, batch: int):
   from reexam_jax import models, train  # pylint: disable=g-import-not-at-top
   from reexam_jax import state as state_lib  # pylint: disable=g-import-not-at-top
 
-  model = models.build_model(config.model)
+  model = models.build_model(config.model, precision=config.matmul_precision)
   params = models.init_params(model, jax.random.key(0), config.model.d_data)
   optimizer = state_lib.make_optimizer(config)
   state = state_lib.initial_state(params, optimizer)

@@ -273,9 +273,9 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
   config.grad_clip = 0.5                 # global-norm clipping
   config.skip_nonfinite = False          # True: skip (and count) steps with a non-finite
                                          # loss or gradient instead of stopping the run
-  # Training matmuls: 'default' (the platform's: float32 on CPU, TF32 on recent GPUs),
-  # 'highest' (true float32) or a jax.lax.DotAlgorithmPreset name such as
-  # 'BF16_BF16_F32' (mixed precision). Evaluation always uses true float32.
+  # Training matmuls (layers.PRECISIONS): 'default' (the platform's float32: TF32 on
+  # recent GPUs), 'highest' (true float32) or 'BF16_BF16_F32' (bfloat16 operands,
+  # float32 accumulation). Evaluation always uses true float32.
   config.matmul_precision = 'default'
   config.kl_init = 0.2                   # KL weight at step 1 (latent models)
   config.kl_increment = domain.kl_increment  # KL weight added per step, capped at 1

@@ -7,7 +7,7 @@ counts equal the reference's exactly (two LSTM biases, per-element heads).
 import dataclasses
 import functools
 import math
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -20,29 +20,35 @@ from reexam_jax import likelihoods
 # ----------------------------------------------------------------------------------------
 # Matmuls.
 # ----------------------------------------------------------------------------------------
-def _bf16_operands() -> bool:
-  """Whether the matmul precision in force at trace time (train.py sets it from
-  config.matmul_precision) asks for bfloat16 operands with float32 accumulation."""
-  return str(jax.config.jax_default_matmul_precision) == 'BF16_BF16_F32'
+# The matmul precisions of the models (config.matmul_precision; every module has it as
+# its `precision` field, set by models.build_model), and what jnp.einsum is told:
+#   'default'        float32 at the platform's default precision (TF32 on recent GPUs),
+#   'highest'        true float32 everywhere (evaluation always scores with it),
+#   'BF16_BF16_F32'  bfloat16 operands, float32 accumulation (mixed-precision training).
+PRECISIONS = {
+    'default': None,
+    'highest': jax.lax.Precision.HIGHEST,
+    'BF16_BF16_F32': jax.lax.DotAlgorithmPreset.BF16_BF16_F32,
+}
 
 
-def einsum(eq: str, a, b):
-  """jnp.einsum for every matmul of the models; under the BF16_BF16_F32 matmul precision
-  the operands are cast to bfloat16 (float32 accumulation and result).
+def einsum(eq: str, a, b, precision: str = 'default'):
+  """jnp.einsum for every matmul of the models, at one of PRECISIONS.
 
-  The explicit cast is what makes that precision pay on CPUs: XLA:CPU computes a dot
-  that merely names the bf16 algorithm in float32, but runs a dot of bfloat16 arrays
-  about twice as fast (docs/benchmarks.md). On GPUs and TPUs it is the same dot.
+  Under BF16_BF16_F32 the operands are cast to bfloat16 (float32 result). The explicit
+  cast is what makes that precision pay on CPUs: XLA:CPU computes a dot that merely
+  names the bf16 algorithm in float32, but runs a dot of bfloat16 arrays about twice as
+  fast (docs/benchmarks.md). On GPUs and TPUs it is the same dot.
   """
-  if _bf16_operands():
+  if precision == 'BF16_BF16_F32':
     return jnp.einsum(eq, a.astype(jnp.bfloat16), b.astype(jnp.bfloat16),
-                      preferred_element_type=jnp.float32)
-  return jnp.einsum(eq, a, b)
+                      precision=PRECISIONS[precision], preferred_element_type=jnp.float32)
+  return jnp.einsum(eq, a, b, precision=PRECISIONS[precision])
 
 
-def matmul(a, b):
-  """a @ b for a [..., K] and b [K, N], cast as `einsum` does."""
-  return einsum('...k,kn->...n', a, b)
+def matmul(a, b, precision: str = 'default'):
+  """a @ b for a [..., K] and b [K, N], as `einsum`."""
+  return einsum('...k,kn->...n', a, b, precision)
 
 
 # ----------------------------------------------------------------------------------------
@@ -57,7 +63,8 @@ def uniform(bound: float):
 
 def torch_kaiming_uniform(key, shape, dtype=jnp.float32):
   """kaiming_uniform(a=sqrt(5)) on a tensor stored as `shape`: U(±1/sqrt(fan_in)) with
-  PyTorch's fan_in = shape[1] * prod(shape[2:]) (not the input width; spec §1.2)."""
+  PyTorch's fan_in = shape[1] * prod(shape[2:]) (not the input width; docs/reference.md,
+  "Models")."""
   fan_in = 1
   for size in shape[1:]:
     fan_in *= size
@@ -74,12 +81,13 @@ class TorchDense(nn.Module):
   as PyTorch stores it (the weight gradient's fast orientation on XLA:CPU, see GMMHead)."""
   features: int
   use_bias: bool = True
+  precision: str = 'default'  # see PRECISIONS
 
   @nn.compact
   def __call__(self, x):
     bound = x.shape[-1] ** -0.5
     kernel = self.param('kernel', uniform(bound), (self.features, x.shape[-1]))
-    y = einsum('...i,oi->...o', x, kernel)
+    y = einsum('...i,oi->...o', x, kernel, self.precision)
     if self.use_bias:
       y = y + self.param('bias', uniform(bound), (self.features,))
     return y
@@ -128,10 +136,10 @@ def _split_gates(a):
   return tuple(a[..., k * hid:(k + 1) * hid] for k in range(4))
 
 
-def _lstm_forward_scan(gx4, w_hh, h0, c0, unroll):
+def _lstm_forward_scan(gx4, w_hh, h0, c0, unroll, precision):
   """The recurrence over per-gate inputs gx4 = 4 x [T, B, H]. Per-gate arrays keep the
   step from slicing a [B, 4H] input, which made XLA:CPU's fused step kernels several
-  times slower (shared/perf-notes.md).
+  times slower.
 
   Returns final (h, c) and per-step (h, c, i, f, g, o), each [T, B, H], gates activated.
   """
@@ -139,7 +147,7 @@ def _lstm_forward_scan(gx4, w_hh, h0, c0, unroll):
 
   def step(carry, gx):
     h, c = carry
-    ri, rf, rg, ro = _split_gates(matmul(h, w_hh_t))  # 4 x [B, H]
+    ri, rf, rg, ro = _split_gates(matmul(h, w_hh_t, precision))  # 4 x [B, H]
     i = jax.nn.sigmoid(gx[0] + ri)
     f = jax.nn.sigmoid(gx[1] + rf)
     g = jnp.tanh(gx[2] + rg)
@@ -151,7 +159,7 @@ def _lstm_forward_scan(gx4, w_hh, h0, c0, unroll):
   return jax.lax.scan(step, (h0, c0), gx4, unroll=unroll)
 
 
-def _lstm_backward_scan(w_hh, h0, c0, per_step, dhs, dh_last, dc_last, unroll):
+def _lstm_backward_scan(w_hh, h0, c0, per_step, dhs, dh_last, dc_last, unroll, precision):
   """Gradients of the recurrence from the forward's saved per-step values.
 
   Everything that does not depend on the incoming state gradients is computed on whole
@@ -173,7 +181,7 @@ def _lstm_backward_scan(w_hh, h0, c0, per_step, dhs, dh_last, dc_last, unroll):
     dh = dh + dh_out
     dc = dc + dh * a
     dgates = jnp.concatenate([dc * ci, dc * cf, dc * cg, dh * co], axis=-1)  # [B, 4H]
-    return (matmul(dgates, w_hh), dc * f_t), dgates
+    return (matmul(dgates, w_hh, precision), dc * f_t), dgates
 
   (dh0, dc0), dgates = jax.lax.scan(step, (dh_last, dc_last),
                                     (dhs, dc_from_dh, *coef, f), reverse=True,
@@ -184,7 +192,7 @@ def _lstm_backward_scan(w_hh, h0, c0, per_step, dhs, dh_last, dc_last, unroll):
 TB_MIN_ROWS = 512  # _matmul_tb: from this many T*B rows the fast orientation pays
 
 
-def _matmul_tb(a, b):
+def _matmul_tb(a, b, precision: str = 'default'):
   """sum over [T, B] of a^T b: [T, B, M], [T, B, N] -> [M, N] as one large matmul.
 
   With many rows it is computed as (b^T a)^T: XLA:CPU's matmul is up to twice as fast
@@ -196,33 +204,35 @@ def _matmul_tb(a, b):
   """
   a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])  # [T*B, M], [T*B, N]
   if a.shape[0] < TB_MIN_ROWS:
-    return matmul(a.T, b)
-  return jax.lax.optimization_barrier(matmul(b.T, a)).T
+    return matmul(a.T, b, precision)
+  return jax.lax.optimization_barrier(matmul(b.T, a, precision)).T
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
-def _recurrence(gates_x, w_hh, h0, c0, unroll):
-  (h, c), per_step = _lstm_forward_scan(_split_gates(gates_x), w_hh, h0, c0, unroll)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5))
+def _recurrence(gates_x, w_hh, h0, c0, unroll, precision):
+  (h, c), per_step = _lstm_forward_scan(_split_gates(gates_x), w_hh, h0, c0, unroll,
+                                        precision)
   return per_step[0], (h, c)
 
 
-def _recurrence_fwd(gates_x, w_hh, h0, c0, unroll):
-  (h, c), per_step = _lstm_forward_scan(_split_gates(gates_x), w_hh, h0, c0, unroll)
+def _recurrence_fwd(gates_x, w_hh, h0, c0, unroll, precision):
+  (h, c), per_step = _lstm_forward_scan(_split_gates(gates_x), w_hh, h0, c0, unroll,
+                                        precision)
   return (per_step[0], (h, c)), (w_hh, h0, c0, per_step)
 
 
-def _recurrence_bwd(unroll, res, cts):
+def _recurrence_bwd(unroll, precision, res, cts):
   w_hh, h0, c0, per_step = res
   dhs, (dh_last, dc_last) = cts
   dgates, dh0, dc0, h_prev = _lstm_backward_scan(w_hh, h0, c0, per_step, dhs, dh_last,
-                                                 dc_last, unroll)
-  return dgates, _matmul_tb(dgates, h_prev), dh0, dc0
+                                                 dc_last, unroll, precision)
+  return dgates, _matmul_tb(dgates, h_prev, precision), dh0, dc0
 
 
 _recurrence.defvjp(_recurrence_fwd, _recurrence_bwd)
 
 
-def lstm_recurrence(gates_x, w_hh, h0, c0, unroll: int = 1):
+def lstm_recurrence(gates_x, w_hh, h0, c0, unroll: int = 1, precision: str = 'default'):
   """Runs the LSTM recurrence given the input part of the gates.
 
   Reverse-mode differentiable through a custom VJP (forward-mode is not supported): the
@@ -233,36 +243,37 @@ def lstm_recurrence(gates_x, w_hh, h0, c0, unroll: int = 1):
     gates_x: [T, B, 4H] = x_t W_ih^T + b_ih + b_hh, gate order (i, f, g, o).
     w_hh: [4H, H] recurrent weight (PyTorch layout).
     h0, c0: [B, H] initial state.
+    precision: of the recurrent matmuls (one of PRECISIONS).
   Returns:
     hs: [T, B, H] hidden outputs, and the final (h, c).
   """
-  return _recurrence(gates_x, w_hh, h0, c0, unroll)
+  return _recurrence(gates_x, w_hh, h0, c0, unroll, precision)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
-def _lstm_layer(xs, w_ih, bias, w_hh, h0, c0, unroll):
-  return _recurrence(matmul(xs, w_ih.T) + bias, w_hh, h0, c0, unroll)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+def _lstm_layer(xs, w_ih, bias, w_hh, h0, c0, unroll, precision):
+  return _recurrence(matmul(xs, w_ih.T, precision) + bias, w_hh, h0, c0, unroll, precision)
 
 
-def _lstm_layer_fwd(xs, w_ih, bias, w_hh, h0, c0, unroll):
-  gx4 = _split_gates(matmul(xs, w_ih.T) + bias)  # 4 x [T, B, H]
-  (h, c), per_step = _lstm_forward_scan(gx4, w_hh, h0, c0, unroll)
+def _lstm_layer_fwd(xs, w_ih, bias, w_hh, h0, c0, unroll, precision):
+  gx4 = _split_gates(matmul(xs, w_ih.T, precision) + bias)  # 4 x [T, B, H]
+  (h, c), per_step = _lstm_forward_scan(gx4, w_hh, h0, c0, unroll, precision)
   return (per_step[0], (h, c)), (xs, w_ih, w_hh, h0, c0, per_step)
 
 
-def _lstm_layer_bwd(unroll, res, cts):
+def _lstm_layer_bwd(unroll, precision, res, cts):
   xs, w_ih, w_hh, h0, c0, per_step = res
   dhs, (dh_last, dc_last) = cts
-  dgates, dh0, dc0, h_prev = _lstm_backward_scan(w_hh, h0, c0, per_step, dhs, dh_last,
-                                                 dc_last, unroll)  # dgates: [T, B, 4H]
-  return (matmul(dgates, w_ih), _matmul_tb(dgates, xs), dgates.sum((0, 1)),
-          _matmul_tb(dgates, h_prev), dh0, dc0)
+  dgates, dh0, dc0, h_prev = _lstm_backward_scan(
+      w_hh, h0, c0, per_step, dhs, dh_last, dc_last, unroll, precision)  # dgates: [T, B, 4H]
+  return (matmul(dgates, w_ih, precision), _matmul_tb(dgates, xs, precision),
+          dgates.sum((0, 1)), _matmul_tb(dgates, h_prev, precision), dh0, dc0)
 
 
 _lstm_layer.defvjp(_lstm_layer_fwd, _lstm_layer_bwd)
 
 
-def _rematerialised_layer(xs, w_ih, bias, w_hh, h0, c0, unroll, chunk):
+def _rematerialised_layer(xs, w_ih, bias, w_hh, h0, c0, unroll, precision, chunk):
   """_lstm_layer over segments of `chunk` steps whose activations are recomputed in the
   backward pass: only the (h, c) at segment boundaries are kept, so the layer's saved
   activations shrink from 6 [T, B, H] arrays to 6 [chunk, B, H] plus 2 [T/chunk, B, H],
@@ -270,26 +281,28 @@ def _rematerialised_layer(xs, w_ih, bias, w_hh, h0, c0, unroll, chunk):
   n = xs.shape[0] // chunk
 
   def segment(state, x_seg):  # x_seg: [chunk, B, I]
-    hs, state = _lstm_layer(x_seg, w_ih, bias, w_hh, *state, unroll)
+    hs, state = _lstm_layer(x_seg, w_ih, bias, w_hh, *state, unroll, precision)
     return state, hs
 
   segments = xs[:n * chunk].reshape((n, chunk) + xs.shape[1:])
   state, hs = jax.lax.scan(jax.checkpoint(segment, prevent_cse=False), (h0, c0), segments)
   hs = hs.reshape((n * chunk,) + hs.shape[2:])
   if n * chunk < xs.shape[0]:  # a shorter last segment, kept as usual
-    rest, state = _lstm_layer(xs[n * chunk:], w_ih, bias, w_hh, *state, unroll)
+    rest, state = _lstm_layer(xs[n * chunk:], w_ih, bias, w_hh, *state, unroll, precision)
     hs = jnp.concatenate([hs, rest], axis=0)
   return hs, state
 
 
-def lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, h0, c0, unroll: int = 1, remat_chunk: int = 0):
+def lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, h0, c0, unroll: int = 1, remat_chunk: int = 0,
+               precision: str = 'default'):
   """One nn.LSTM layer, xs [T, ..., I] -> ([T, ..., H], final (h, c) [..., H]).
 
   The input projection is one [T*B, I] x [I, 4H] matmul outside the recurrence, and its
   gradients (dx, dW_ih, db) are single large matmuls/reductions in the custom VJP.
   Batch dimensions between T and the features are flattened for the scan.
   remat_chunk > 0 trades one extra forward pass for activation memory on long sequences
-  (see _rematerialised_layer); the gradients are the same.
+  (see _rematerialised_layer); the gradients are the same. precision: of every matmul,
+  forward and backward (one of PRECISIONS).
   """
   t, batch, hid = xs.shape[0], xs.shape[1:-1], w_hh.shape[1]
   flat = lambda a: a.reshape((-1, hid))
@@ -297,7 +310,7 @@ def lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, h0, c0, unroll: int = 1, remat_chunk:
   if 0 < remat_chunk < t:
     run = functools.partial(_rematerialised_layer, chunk=remat_chunk)
   hs, (h, c) = run(xs.reshape((t, -1, xs.shape[-1])), w_ih, b_ih + b_hh, w_hh,
-                   flat(h0), flat(c0), unroll)
+                   flat(h0), flat(c0), unroll, precision)
   return hs.reshape((t,) + batch + (hid,)), (h.reshape(batch + (hid,)),
                                              c.reshape(batch + (hid,)))
 
@@ -308,16 +321,17 @@ def pack_cudnn_weights(w_ih, w_hh, b_ih, b_hh):
   return jnp.concatenate([w_ih.ravel(), w_hh.ravel(), b_ih, b_hh])
 
 
-def cudnn_lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, h0, c0):
+def cudnn_lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, h0, c0, precision: str = 'default'):
   """lstm_layer through cuDNN (jax.experimental.rnn.lstm; CUDA GPUs only), same
-  arguments and results. cuDNN is batch-major, so xs is transposed around the call."""
+  arguments and results. cuDNN is batch-major, so xs is transposed around the call.
+  Of the precisions, cuDNN knows true float32 ('highest') and otherwise allows TF32."""
   t, batch, hid = xs.shape[0], xs.shape[1:-1], w_hh.shape[1]
   x = jnp.swapaxes(xs.reshape((t, -1, xs.shape[-1])), 0, 1)  # [B, T, I]
   ys, h, c = jax_rnn.lstm(
       x, h0.reshape((1, -1, hid)), c0.reshape((1, -1, hid)),
       pack_cudnn_weights(w_ih, w_hh, b_ih, b_hh),
       jnp.full((x.shape[0],), t, jnp.int32), input_size=x.shape[-1], hidden_size=hid,
-      num_layers=1, dropout=0.0, bidirectional=False)
+      num_layers=1, dropout=0.0, bidirectional=False, precision=PRECISIONS[precision])
   return (jnp.swapaxes(ys, 0, 1).reshape((t,) + batch + (hid,)),
           (h[0].reshape(batch + (hid,)), c[0].reshape(batch + (hid,))))
 
@@ -327,16 +341,21 @@ LSTM_IMPLS = ('scan', 'cudnn')
 
 class LSTMLayer(nn.Module):
   """One nn.LSTM layer: W_ih [4H, I], W_hh [4H, H], b_ih and b_hh [4H], all U(±1/sqrt(H));
-  W_hh re-initialised orthogonally when `orthogonal_hh` (spec §1.1)."""
+  W_hh re-initialised orthogonally when `orthogonal_hh` (docs/reference.md, "Models").
+
+  One step of the recurrence (generation) is a sequence of length 1, with the same
+  parameters and code as training."""
   hidden: int
   orthogonal_hh: bool = True
   unroll: int = 1
   remat_chunk: int = 0  # > 0: recompute activations in segments of this many steps
   impl: str = 'scan'    # 'scan' (lstm_layer, any device) | 'cudnn' (CUDA GPUs)
+  precision: str = 'default'  # see PRECISIONS (and cudnn_lstm_layer)
 
   @nn.compact
   def __call__(self, xs, initial_state=None):
-    """xs: [T, B, I] -> ([T, B, H], final (h, c)).
+    """xs: [T, B, I] -> ([T, B, H], final (h, c)); initial_state (h0, c0) [B, H] each,
+    zeros by default.
 
     xs may instead be a `ProjectedInput`, for callers whose input has structure that
     makes x_t W_ih^T cheaper to compute than by materialising x_t.
@@ -354,11 +373,11 @@ class LSTMLayer(nn.Module):
       initial_state = (zeros, zeros)
     if structured:
       return lstm_recurrence(xs.project(w_ih) + (b_ih + b_hh), w_hh, *initial_state,
-                             unroll=self.unroll)
+                             unroll=self.unroll, precision=self.precision)
     if self.impl == 'cudnn':
-      return cudnn_lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, *initial_state)
+      return cudnn_lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, *initial_state, self.precision)
     return lstm_layer(xs, w_ih, w_hh, b_ih, b_hh, *initial_state, unroll=self.unroll,
-                      remat_chunk=self.remat_chunk)
+                      remat_chunk=self.remat_chunk, precision=self.precision)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,7 +385,8 @@ class ProjectedInput:
   """An LSTM input given by what it contributes to the gates rather than by its values.
 
   size: the input width I (shapes W_ih); batch_shape: the [B] (or [B1, B2]) of the state;
-  project: W_ih [4H, I] -> x W_ih^T, [T, *batch_shape, 4H].
+  project: W_ih [4H, I] -> x W_ih^T, [T, *batch_shape, 4H] (at the layer's precision:
+  the caller's business).
   """
   size: int
   batch_shape: Tuple[int, ...]
@@ -381,85 +401,150 @@ class LSTM(nn.Module):
   orthogonal_hh: bool = True
   remat_chunk: int = 0  # see lstm_layer
   impl: str = 'scan'    # see LSTMLayer
+  precision: str = 'default'  # see PRECISIONS
 
   @nn.compact
   def __call__(self, xs, *, deterministic: bool, initial_states=None):
-    """xs: [T, B, I] (or a ProjectedInput for the first layer) -> [T, B, H].
+    """xs: [T, B, I] (or a ProjectedInput for the first layer) -> ([T, B, H], the final
+    (h, c) of every layer).
 
     initial_states: optional per-layer (h0, c0), each [B, H]; zero states by default
-    (every chunk starts from zero in the reference, spec §1.1).
+    (every chunk starts from zero, docs/reference.md, "Evaluation"). Passing the final
+    states back in with the next steps continues the sequence (generation, one step at
+    a time).
     """
+    states = []
     for layer in range(self.num_layers):
       if layer > 0:
         xs = Dropout(self.dropout)(xs, deterministic=deterministic)
       state = None if initial_states is None else initial_states[layer]
-      xs, _ = LSTMLayer(self.hidden, self.orthogonal_hh, remat_chunk=self.remat_chunk,
-                        impl=self.impl, name=f'layer_{layer}')(xs, state)
-    return xs
+      xs, state = LSTMLayer(self.hidden, self.orthogonal_hh, remat_chunk=self.remat_chunk,
+                            impl=self.impl, precision=self.precision,
+                            name=f'layer_{layer}')(xs, state)
+      states.append(state)
+    return xs, states
 
 
 class InputEmbedding(nn.Module):
   """Linear(D, E) followed by dropout: the step embedding of every model."""
   features: int
   dropout: float = 0.0
+  precision: str = 'default'  # see PRECISIONS
 
   @nn.compact
   def __call__(self, x, *, deterministic: bool):
-    return Dropout(self.dropout)(TorchDense(self.features)(x), deterministic=deterministic)
+    return Dropout(self.dropout)(TorchDense(self.features, precision=self.precision)(x),
+                                 deterministic=deterministic)
 
 
 # ----------------------------------------------------------------------------------------
-# Output heads: per-element log-densities [..., D].
+# Output heads: the distribution of the D elements of a step, as one of the two
+# distributions below. Training reads log_prob(y); generation draws with sample(key, tau),
+# which samples p^(1/tau) per element: tau < 1 sharpens, tau > 1 flattens, tau = 1 is the
+# model itself.
 # ----------------------------------------------------------------------------------------
+class GMM(NamedTuple):
+  """Independent univariate Gaussian mixtures: means, log_stds, logits [..., K]."""
+  means: jax.Array
+  log_stds: jax.Array
+  logits: jax.Array
+
+  def log_prob(self, y):
+    """y [...] -> log p(y) [...]."""
+    return likelihoods.gmm_log_prob(y, self.means, self.log_stds, self.logits)
+
+  def sample(self, key, temperature=1.0):
+    """A draw [...]: the component from logits / tau, then its Gaussian with the standard
+    deviation times sqrt(tau) (exact p^(1/tau) for a single Gaussian)."""
+    k_comp, k_noise = jax.random.split(key)
+    comp = jax.random.categorical(k_comp, self.logits / temperature)[..., None]
+    pick = lambda a: jnp.take_along_axis(a, comp, axis=-1)[..., 0]
+    noise = jax.random.normal(k_noise, comp.shape[:-1])
+    return pick(self.means) + jnp.exp(pick(self.log_stds)) * jnp.sqrt(temperature) * noise
+
+
+class Bernoulli(NamedTuple):
+  """Independent binary elements: logits [...]."""
+  logits: jax.Array
+
+  def log_prob(self, y):
+    """y [...] in {0, 1} -> log p(y) [...]."""
+    return likelihoods.bernoulli_log_prob(y, self.logits)
+
+  def sample(self, key, temperature=1.0):
+    """A draw [...] in {0., 1.} with probability sigmoid(logits / tau) of a one."""
+    return jax.random.bernoulli(key, jax.nn.sigmoid(self.logits / temperature)).astype(
+        jnp.float32)
+
+
+def _head_equation(kernel_axes: str, per_element: bool, element) -> str:
+  """The einsum of a head's input with its kernel [D, kernel_axes..., d_inp] (element i's
+  kernel [kernel_axes..., d_inp] when `element` is given)."""
+  if element is not None:
+    return f'...d,{kernel_axes}d->...{kernel_axes}'
+  if per_element:
+    return f'...id,i{kernel_axes}d->...i{kernel_axes}'
+  return f'...d,i{kernel_axes}d->...i{kernel_axes}'
+
+
 class GMMHead(nn.Module):
   """Factorised univariate Gaussian mixture per element (the reference GMCriterion).
 
   Weights are stored [D, K, d_inp], the transpose of the reference's [d_inp, D, K], with
-  the same initial distribution (its fan_in D*K, spec §1.2), and biases [D, K], for
-  (mean, log_std, logits). Output-major storage is XLA:CPU's fast orientation for the
-  weight gradient and leaves Adam without transposes: the speech F-RNN step is ~17%
-  faster than with [d_inp, D, K]. With `per_element`, the input is [..., D, d_inp] and
-  each element has its own input.
+  the same initial distribution (its fan_in D*K, docs/reference.md, "Models"), and
+  biases [D, K], for (mean, log_std, logits). Output-major storage is XLA:CPU's fast
+  orientation for the weight gradient and leaves Adam without transposes: the speech
+  F-RNN step is ~17% faster than with [d_inp, D, K].
   """
   num_elements: int
   num_mixtures: int
   per_element: bool = False
+  precision: str = 'default'  # see PRECISIONS
 
   @nn.compact
-  def __call__(self, inp, y):
-    """inp: [..., d_inp] or [..., D, d_inp]; y: [..., D] -> log p [..., D]."""
+  def __call__(self, inp, element=None):
+    """inp [..., d_inp] -> GMM with [..., D, K] parameters. With `per_element`, inp is
+    [..., D, d_inp] and element i reads its own row; with `element` i (an index, also
+    traced), inp [..., d_inp] is element i's alone and the GMM is element i's, [..., K]
+    (auto-regressive generation, one element at a time)."""
     d, k, d_inp = self.num_elements, self.num_mixtures, inp.shape[-1]
     init = lambda key, shape: jnp.moveaxis(torch_kaiming_uniform(key, (d_inp, d, k)), 0, -1)
-    eq = '...id,imd->...im' if self.per_element else '...d,imd->...im'
+    eq = _head_equation('m', self.per_element, element)
     outs = []
     for name in ('mean', 'log_std', 'logits'):
       weight = self.param(f'{name}_kernel', init, (d, k, d_inp))
       bias = self.param(f'{name}_bias', nn.initializers.zeros, (d, k))
-      outs.append(einsum(eq, inp, weight) + bias)
-    return likelihoods.gmm_log_prob(y, *outs)
+      if element is not None:
+        weight, bias = weight[element], bias[element]
+      outs.append(einsum(eq, inp, weight, self.precision) + bias)
+    return GMM(*outs)
 
 
 class BernoulliHead(nn.Module):
   """Per-element logistic output (the reference BernoulliCriterion); weight [D, d_inp]."""
   num_elements: int
   per_element: bool = False
+  precision: str = 'default'  # see PRECISIONS
 
   @nn.compact
-  def __call__(self, inp, y):
-    """inp: [..., d_inp] or [..., D, d_inp]; y: [..., D] -> log p [..., D]."""
+  def __call__(self, inp, element=None):
+    """inp [..., d_inp] -> Bernoulli with [..., D] logits; `per_element` and `element`
+    as for GMMHead ([...] logits for one element)."""
     kernel = self.param('kernel', torch_kaiming_uniform, (self.num_elements, inp.shape[-1]))
     bias = self.param('bias', nn.initializers.zeros, (self.num_elements,))
-    eq = '...id,id->...i' if self.per_element else '...d,id->...i'
-    return likelihoods.bernoulli_log_prob(y, einsum(eq, inp, kernel) + bias)
+    if element is not None:
+      kernel, bias = kernel[element], bias[element]
+    eq = _head_equation('', self.per_element, element)
+    return Bernoulli(einsum(eq, inp, kernel, self.precision) + bias)
 
 
 def make_head(kind: str, num_elements: int, num_mixtures: int, per_element: bool = False,
-              name: Optional[str] = None):
+              precision: str = 'default', name: Optional[str] = None):
   """The domain's output head: 'gmm' for real values, 'bernoulli' for binary ones."""
   if kind == 'gmm':
-    return GMMHead(num_elements, num_mixtures, per_element, name=name)
+    return GMMHead(num_elements, num_mixtures, per_element, precision, name=name)
   if kind == 'bernoulli':
-    return BernoulliHead(num_elements, per_element, name=name)
+    return BernoulliHead(num_elements, per_element, precision, name=name)
   raise ValueError(f'config.model.output must be "gmm" or "bernoulli", got {kind!r}')
 
 
@@ -470,11 +555,12 @@ class MLP(nn.Module):
   hidden: Sequence[int]
   features: int
   dropout: float = 0.0
+  precision: str = 'default'  # see PRECISIONS
 
   @nn.compact
   def __call__(self, x, *, deterministic: bool):
     x = Dropout(self.dropout)(x, deterministic=deterministic)
     for width in self.hidden:
-      x = lrelu(TorchDense(width)(x))
+      x = lrelu(TorchDense(width, precision=self.precision)(x))
       x = Dropout(self.dropout)(x, deterministic=deterministic)
-    return TorchDense(self.features)(x)
+    return TorchDense(self.features, precision=self.precision)(x)

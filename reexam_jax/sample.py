@@ -1,12 +1,13 @@
 """Ancestral sampling from a trained run -> wav (speech) or MIDI + piano-roll PNG (music).
 
 `sample_workdir` restores the best-on-valid parameters of a workdir's latest checkpoint
-(as `train.evaluate_checkpoint` does), draws `num_samples` sequences of `num_steps`
-steps with `models.sampling.sample` (one jitted lax.scan over steps, and over the
-elements of a step for the auto-regressive heads), and writes them under
-`workdir/samples/`. The recurrent state is reset every `config.tgt_len` steps, so the
-samples come from exactly the chunked density whose test LL is reported; the first
-input is a zero step. See `models/sampling.py` for the temperature.
+(as `evaluate.evaluate_checkpoint` does, with true float32 matmuls), draws `num_samples`
+sequences of `num_steps` steps with `models.sampling.sample` (the trained model's own
+modules one step at a time: one jitted lax.scan over steps, and over the elements of a
+step for the auto-regressive heads), and writes them under `workdir/samples/`. The
+recurrent state is reset every `config.tgt_len` steps, so the samples come from exactly
+the chunked density whose test LL is reported (docs/reference.md, "Evaluation"); the
+first input is a zero step. See `models/sampling.py` for the temperature.
 """
 import os
 import struct

@@ -50,7 +50,7 @@ def restore_best(config, workdir: str) -> Tuple[Any, Any, Dict[str, Any]]:
   there is none or workdir's config.json is another config."""
   workdir_lib.check_has_checkpoints(workdir)
   workdir_lib.check_config(config, workdir)
-  model = models.build_model(config.model, config.seed)
+  model = models.build_model(config.model, config.seed, precision='highest')
   shapes = jax.eval_shape(lambda: models.init_params(model, jax.random.key(0),
                                                       config.model.d_data))
   ckpt = checkpointing.Checkpointer(workdir)

@@ -34,16 +34,6 @@ def kl_weight(config, step):
   return jnp.minimum(1.0, config.kl_init + step * config.kl_increment)
 
 
-MATMUL_PRECISIONS = ('default', 'high', 'highest', 'bfloat16', 'tensorfloat32', 'float32')
-
-
-def _check_matmul_precision(value: str) -> None:
-  if value not in MATMUL_PRECISIONS and value not in jax.lax.DotAlgorithmPreset.__members__:
-    raise ValueError(
-        f'--config.matmul_precision={value!r}: choose one of {list(MATMUL_PRECISIONS)} '
-        f'or a jax.lax.DotAlgorithmPreset name such as BF16_BF16_F32')
-
-
 NO_STEP = jnp.iinfo(jnp.int32).max  # first_nonfinite of a term that stayed finite
 
 
@@ -80,9 +70,9 @@ def make_train_step(model, optimizer, config):
   """train_step(state, x, y, rng) -> (state, metrics); x, y: [T, B, D].
 
   The loss is make_loss_fn's. Metrics are sums with their denominators, reduced on the
-  host. Every matmul of the forward and backward pass uses `config.matmul_precision`
-  (e.g. 'BF16_BF16_F32': bfloat16 operands, float32 accumulation, for GPU/TPU tensor
-  cores); parameters, optimiser state and element-wise work stay float32.
+  host. Every matmul of the forward and backward pass uses the model's precision
+  (models.build_model's, config.matmul_precision for training); parameters, optimiser
+  state and element-wise work stay float32.
 
   A step whose NLL, KL or gradient is not finite changes neither the parameters nor the
   optimiser state (only state.step advances) and adds nothing to the loss sums; it is
@@ -90,14 +80,12 @@ def make_train_step(model, optimizer, config):
   of `finite_terms`, this step's number (state.step + 1) if that term is not finite,
   else NO_STEP. The host decides, without blocking on every step, whether to stop.
   """
-  _check_matmul_precision(config.matmul_precision)
   loss_fn = make_loss_fn(model, config)
 
   def train_step(state, x, y, rng):
     rng = jax.random.fold_in(rng, state.step)
     w = kl_weight(config, state.step)
-    with jax.default_matmul_precision(config.matmul_precision):
-      grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x, y, w, rng)
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x, y, w, rng)
     finite = finite_terms(metrics['nll'], metrics['kl'], grads)
     ok = jax.tree.reduce(jnp.logical_and, finite)
 
@@ -379,7 +367,7 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   wall_start = time.time()
   check_inputs(config, workdir)
   data = load_dataset(config)
-  model = models.build_model(config.model, config.seed)
+  model = models.build_model(config.model, config.seed, precision=config.matmul_precision)
   mesh = checked_mesh(config)
   init_rng, train_rng, eval_rng = state_lib.run_keys(config.seed)
   optimizer = state_lib.make_optimizer(config)
@@ -389,7 +377,8 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   stream = batching.make_train_stream(data['train'], config.batch_size, config.model.d_data,
                                       config.tgt_len, config.seed, config.buffer_files or None)
   train_step = make_train_step(model, optimizer, config)
-  evaluator = evaluate.make_evaluator(config, model, data)
+  evaluator = evaluate.make_evaluator(  # reported numbers: true float32 matmuls
+      config, models.build_model(config.model, config.seed, precision='highest'), data)
   timer = StepTimer()
   bar = tqdm.tqdm(total=config.num_steps, initial=start_step, dynamic_ncols=True,
                   disable=not config.progress_bar or jax.process_index() != 0)

@@ -84,23 +84,27 @@ def tiny_srnn():
   return model, params
 
 
-@functools.partial(jax.jit, static_argnums=(3, 4))
-def _log_marginal(params, x0, y0, width=10.0, num=4001):
+def _prior(model, x):
+  """(mu, logvar) [B, Z] of the SRNN prior at the first step of x [B, D] (a method for
+  model.apply)."""
+  core = model.core
+  fwd, _ = core.fwd_rnn(core.inp_emb(x[None], deterministic=True), deterministic=True)
+  latent_params = core._latent_params  # pylint: disable=protected-access
+  return tuple(a[0] for a in latent_params(core.prior, fwd, True))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _log_marginal(model, params, x0, y0, width=10.0, num=4001):
   """log p(y0 | x0) = log int p(y0 | z) p(z | x0) dz as a Riemann sum over a grid of
   +-width prior standard deviations (the integrand is smooth and negligible at the
-  edges), using the step-wise model (checked against model.apply in test_sample)."""
-  p = params['core']
-  emb = sampling.dense(p['inp_emb']['TorchDense_0'], x0[None])  # [1, E]
-  fwd, _ = sampling.lstm_stack(p['fwd_rnn'], emb, sampling.zero_states(p['fwd_rnn'], 1))
-  mu, logvar = jnp.split(jnp.clip(sampling.mlp(p['prior'], fwd), -8, 8), 2, -1)  # [1, 1]
+  edges), scoring y0 at every z of the grid with the step-wise model (checked against
+  model.apply in test_sample)."""
+  mu, logvar = model.apply({'params': params}, x0[None], method=_prior)  # [1, 1] each
   z = mu + jnp.exp(0.5 * logvar) * jnp.linspace(-width, width, num)[:, None]  # [G, 1]
-  inp = jnp.concatenate([jnp.broadcast_to(fwd, (num, fwd.shape[-1])), z], -1)
-  h, _ = sampling.lstm_cell(p['lat_rnn']['layer_0'], inp,
-                            sampling.zero_states(p['lat_rnn'], num)[0])
-  log_py = sampling.dist_log_prob(
-      sampling.head_dist('gmm', params['output']['crit'], h), y0[None]).sum(-1)  # [G]
-  log_pz = jax.scipy.stats.norm.logpdf(z[:, 0], mu[0, 0], jnp.exp(0.5 * logvar[0, 0]))
-  return jax.nn.logsumexp(log_py + log_pz) + jnp.log(z[1, 0] - z[0, 0])
+  grid = lambda a: jnp.broadcast_to(a, (num,) + a.shape)
+  _, _, log_py, log_pz = sampling.step(model, params, sampling.initial_carry(model, num),
+                                       grid(x0), jax.random.key(0), y=grid(y0), z=z)
+  return jax.nn.logsumexp(log_py.sum(-1) + log_pz) + jnp.log(z[1, 0] - z[0, 0])
 
 
 @pytest.fixture(scope='module')
@@ -110,13 +114,13 @@ def srnn_scores(tiny_srnn):
                           normalisation='sequence', samples_per_pass=64)
   scores = {k: ev(params, [SEQ] * ROWS, jax.random.key(k), num_samples=k)
             for k in (1, 4, 64, 512)}
-  return float(_log_marginal(params, SEQ[0], SEQ[1])), scores
+  return float(_log_marginal(model, params, SEQ[0], SEQ[1])), scores
 
 
 def test_quadrature_has_converged(tiny_srnn):
-  _, params = tiny_srnn
-  coarse = _log_marginal(params, SEQ[0], SEQ[1], 8.0, 1001)
-  fine = _log_marginal(params, SEQ[0], SEQ[1], 12.0, 8001)
+  model, params = tiny_srnn
+  coarse = _log_marginal(model, params, SEQ[0], SEQ[1], 8.0, 1001)
+  fine = _log_marginal(model, params, SEQ[0], SEQ[1], 12.0, 8001)
   assert abs(float(coarse) - float(fine)) < 2e-3
 
 

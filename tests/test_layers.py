@@ -298,15 +298,35 @@ def test_lstm_stack_matches_numpy_deterministic(num_layers):
   xs = rng.standard_normal((6, 3, 4)).astype(np.float32)
   module = layers.LSTM(5, num_layers, dropout=0.5)
   params = _randomise(_shapes(module, xs, deterministic=True), 7)
-  got = _apply(module, {'params': params}, xs, deterministic=True)
+  got, states = _apply(module, {'params': params}, xs, deterministic=True)
   ref = xs
-  for args in _stack_params_np(params, num_layers):
-    ref, _ = _np_lstm_layer(ref, *args)
+  for args, (h, c) in zip(_stack_params_np(params, num_layers), states):
+    ref, (h_ref, c_ref) = _np_lstm_layer(ref, *args)
+    np.testing.assert_allclose(h, h_ref, atol=3e-5)  # every layer's final state
+    np.testing.assert_allclose(c, c_ref, atol=3e-5)
   np.testing.assert_allclose(got, ref, atol=3e-5)
   # Deterministic with dropout 0.5 is the same as dropout 0.
-  same = _apply(layers.LSTM(5, num_layers, dropout=0.0), {'params': params}, xs,
-               deterministic=True)
+  same, _ = _apply(layers.LSTM(5, num_layers, dropout=0.0), {'params': params}, xs,
+                   deterministic=True)
   np.testing.assert_allclose(got, same, atol=1e-6)
+
+
+def test_lstm_stack_continues_from_its_final_states():
+  """Steps fed one at a time with the returned states (generation) give the outputs of
+  the whole sequence at once."""
+  xs = np.random.default_rng(5).standard_normal((4, 3, 2)).astype(np.float32)
+  module = layers.LSTM(5, 2)
+  params = {'params': _randomise(_shapes(module, xs, deterministic=True), 6)}
+  whole, final = _apply(module, params, xs, deterministic=True)
+  step = jax.jit(lambda x, s: module.apply(params, x[None], deterministic=True,
+                                           initial_states=s))
+  states, outs = None, []
+  for x in xs:
+    out, states = step(x, states)
+    outs.append(out[0])
+  np.testing.assert_allclose(np.stack(outs), whole, atol=1e-6)
+  for a, b in zip(jax.tree.leaves(states), jax.tree.leaves(final)):
+    np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_lstm_stack_initial_states_respected():
@@ -317,19 +337,19 @@ def test_lstm_stack_initial_states_respected():
   params = _randomise(_shapes(module, xs, deterministic=True), 9)
   states = [tuple(rng.standard_normal((b, h)).astype(np.float32) for _ in range(2))
             for _ in range(num_layers)]
-  got = _apply(module, {'params': params}, xs, deterministic=True,
-                     initial_states=[tuple(map(jnp.asarray, s)) for s in states])
+  got, _ = _apply(module, {'params': params}, xs, deterministic=True,
+                  initial_states=[tuple(map(jnp.asarray, s)) for s in states])
   ref = xs
   for args, (h0, c0) in zip(_stack_params_np(params, num_layers), states):
     ref, _ = _np_lstm_layer(ref, *args, h0, c0)
   np.testing.assert_allclose(got, ref, atol=3e-5)
-  zero = _apply(module, {'params': params}, xs, deterministic=True)
+  zero, _ = _apply(module, {'params': params}, xs, deterministic=True)
   assert not np.allclose(got, zero, atol=1e-3)
   # Zero initial states are the default.
   zeros = [(jnp.zeros((b, h)), jnp.zeros((b, h)))] * num_layers
   np.testing.assert_allclose(
-      _apply(module, {'params': params}, xs, deterministic=True, initial_states=zeros), zero,
-      atol=1e-6)
+      _apply(module, {'params': params}, xs, deterministic=True, initial_states=zeros)[0],
+      zero, atol=1e-6)
 
 
 def test_lstm_stack_dropout_only_between_layers():
@@ -341,10 +361,10 @@ def test_lstm_stack_dropout_only_between_layers():
   xs = rng.standard_normal((5, 4, 3)).astype(np.float32)
   module = layers.LSTM(h, num_layers, dropout=p_drop)
   params = _randomise(_shapes(module, xs, deterministic=True), 11)
-  det = _apply(module, {'params': params}, xs, deterministic=True)
-  out, state = _apply(module, {'params': params}, xs, deterministic=False,
-                            rngs={'dropout': jax.random.PRNGKey(1)},
-                            capture_intermediates=True, mutable=['intermediates'])
+  det, _ = _apply(module, {'params': params}, xs, deterministic=True)
+  (out, _), state = _apply(module, {'params': params}, xs, deterministic=False,
+                           rngs={'dropout': jax.random.PRNGKey(1)},
+                           capture_intermediates=True, mutable=['intermediates'])
   inter = state['intermediates']
   assert not np.allclose(out, det, atol=1e-3)
   # Layer 0 reads the raw input: its outputs equal the deterministic ones.
@@ -374,9 +394,9 @@ def test_lstm_single_layer_has_no_dropout():
   xs = np.random.default_rng(12).standard_normal((5, 4, 3)).astype(np.float32)
   module = layers.LSTM(6, 1, dropout=0.9)
   params = _randomise(_shapes(module, xs, deterministic=True), 12)
-  det = _apply(module, {'params': params}, xs, deterministic=True)
-  stoch = _apply(module, {'params': params}, xs, deterministic=False,
-                       rngs={'dropout': jax.random.PRNGKey(3)})
+  det, _ = _apply(module, {'params': params}, xs, deterministic=True)
+  stoch, _ = _apply(module, {'params': params}, xs, deterministic=False,
+                    rngs={'dropout': jax.random.PRNGKey(3)})
   np.testing.assert_array_equal(det, stoch)
 
 
@@ -397,9 +417,9 @@ def test_lstm_matches_torch(num_layers, with_state):
   if with_state:
     states = [tuple(rng.standard_normal((b, h)).astype(np.float32) for _ in range(2))
               for _ in range(num_layers)]
-  got = _apply(module, {'params': params}, xs, deterministic=True,
-                     initial_states=None if states is None else
-                     [tuple(map(jnp.asarray, s)) for s in states])
+  got, _ = _apply(module, {'params': params}, xs, deterministic=True,
+                  initial_states=None if states is None else
+                  [tuple(map(jnp.asarray, s)) for s in states])
   ref_lstm = torch.nn.LSTM(i, h, num_layers=num_layers)
   with torch.no_grad():
     for l in range(num_layers):
@@ -507,7 +527,7 @@ def test_gmm_head_matches_numpy(per_element, k):
   inp = rng.standard_normal(inp_shape).astype(np.float32)
   y = rng.standard_normal((t, b, d)).astype(np.float32)
   module = layers.GMMHead(d, k, per_element=per_element)
-  params = _init(module, jax.random.PRNGKey(20), inp, y)['params']
+  params = _init(module, jax.random.PRNGKey(20), inp)['params']
   # Stored as [D, K, d_inp] (the reference's [d_inp, D, K] transposed, with its init
   # bound 1/sqrt(D K), spec §1.2-1.3) and [D, K]; 3(d_inp D K + D K) parameters.
   names = [f'{n}_{s}' for n in ('mean', 'log_std', 'logits') for s in ('kernel', 'bias')]
@@ -519,8 +539,14 @@ def test_gmm_head_matches_numpy(per_element, k):
     assert np.abs(params[f'{n}_kernel']).max() <= 1 / math.sqrt(d * k)
   assert _count(params) == 3 * (d_inp * d * k + d * k)
   params = _randomise(params, 21, scale=0.3)
-  got = _apply(module, {'params': params}, inp, y)
+  dist = _apply(module, {'params': params}, inp)
+  got = dist.log_prob(y)
   assert got.shape == (t, b, d)
+  # Element i alone, from its own input (generation): element i of all of them.
+  i = 3
+  one = _apply(module, {'params': params}, inp[..., i, :] if per_element else inp, element=i)
+  for a, b_ in zip(one, dist):
+    np.testing.assert_allclose(a, b_[..., i, :], rtol=1e-6, atol=1e-6)
   p = _np(params)
   x64 = inp.astype(np.float64)
   outs = []
@@ -544,15 +570,19 @@ def test_bernoulli_head_matches_numpy(per_element):
   inp = rng.standard_normal(inp_shape).astype(np.float32)
   y = (rng.random((t, b, d)) < 0.5).astype(np.float32)
   module = layers.BernoulliHead(d, per_element=per_element)
-  params = _init(module, jax.random.PRNGKey(23), inp, y)['params']
+  params = _init(module, jax.random.PRNGKey(23), inp)['params']
   assert params['kernel'].shape == (d, d_inp)
   assert params['bias'].shape == (d,)
   np.testing.assert_array_equal(params['bias'], 0.0)
   assert np.abs(params['kernel']).max() <= 1 / math.sqrt(d_inp)
   assert _count(params) == d * d_inp + d
   params = _randomise(params, 24, scale=1.0)
-  got = _apply(module, {'params': params}, inp, y)
+  dist = _apply(module, {'params': params}, inp)
+  got = dist.log_prob(y)
   assert got.shape == (t, b, d)
+  i = 2
+  one = _apply(module, {'params': params}, inp[..., i, :] if per_element else inp, element=i)
+  np.testing.assert_allclose(one.logits, dist.logits[..., i], rtol=1e-6, atol=1e-6)
   p = _np(params)
   x64 = inp.astype(np.float64)
   if per_element:

@@ -9,6 +9,7 @@ width WIDTH, scored chunk by chunk by one jitted function.
 """
 import functools
 import math
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -96,6 +97,15 @@ def _random_params(shapes, seed, scale=0.5):
   return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
+class _AtZero(NamedTuple):
+  """A head's distribution whose density is read at 0 instead of at y when at_zero."""
+  dist: Any
+  at_zero: jax.Array
+
+  def log_prob(self, y):
+    return self.dist.log_prob(jnp.where(self.at_zero, jnp.zeros_like(y), y))
+
+
 def _log_prob(model, params, x, y, key, at_zero, latent_source):
   """log_prob [T, B, D] of y given x. With `at_zero` every output head reads its density
   at 0 instead of at y: the result then depends on y only through the conditional
@@ -103,10 +113,10 @@ def _log_prob(model, params, x, y, key, at_zero, latent_source):
   (its own one included), never the point where a density is evaluated."""
 
   def read_at_zero(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
     if isinstance(context.module, HEADS) and context.method_name == '__call__':
-      features, target = args
-      args = (features, jnp.where(at_zero, jnp.zeros_like(target), target))
-    return next_fun(*args, **kwargs)
+      return _AtZero(out, at_zero)
+    return out
 
   with nn.intercept_methods(read_at_zero):
     return model.apply({'params': params}, x, y, deterministic=True,

@@ -1,14 +1,17 @@
-"""Training matmul precision (config.matmul_precision): it reaches every matmul of the
-forward and backward pass, including the custom-VJP LSTM's, BF16_BF16_F32 really computes
-with bfloat16 operands (explicit casts, layers.einsum, so also on CPUs, where XLA ignores
-the dot algorithm alone), evaluation stays true float32, and a bad value is named."""
+"""Training matmul precision (config.matmul_precision, the `precision` of every layer
+that models.build_model sets): it reaches every matmul of the forward and backward pass,
+including the custom-VJP LSTM's, BF16_BF16_F32 really computes with bfloat16 operands
+(explicit casts, layers.einsum, so also on CPUs, where XLA ignores the dot algorithm
+alone), evaluation stays true float32, and a bad value is named."""
 import re
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_train import needs_midi, tiny_config
 
-from reexam_jax import evaluate, experiments, models, train
+from reexam_jax import errors, evaluate, experiments, models, train
 from reexam_jax import state as state_lib
 
 DOT = re.compile(r'stablehlo\.dot_general[^\n]*')
@@ -19,7 +22,7 @@ def _setup(model_name, **overrides):
   arg.update(overrides)
   config = experiments.get_config('nottingham', model_name,
                                   ','.join(f'{k}={v}' for k, v in arg.items()))
-  model = models.build_model(config.model)
+  model = models.build_model(config.model, precision=config.matmul_precision)
   params = models.init_params(model, jax.random.key(0), config.model.d_data)
   x = (np.random.default_rng(0).random((6, 2, 6)) < 0.3).astype(np.float32)
   return config, model, params, x
@@ -42,30 +45,56 @@ def test_precision_reaches_every_training_matmul(model_name):
   assert not any(bf16 in d for d in _train_step_dots(model_name, 'default'))
 
 
-def test_evaluation_matmuls_are_true_float32():
-  config, model, params, x = _setup('f_srnn', matmul_precision="'BF16_BF16_F32'")
-  score = evaluate.make_chunk_scorer(model, 2, 'posterior')
-  mask = np.ones(x.shape[1:2], np.float32)[None].repeat(5, 0)
-  dots = DOT.findall(score.lower(params, x[:-1], x[1:], mask, jax.random.key(0)).as_text())
+@needs_midi
+def test_training_validates_with_true_float32(tmp_path, monkeypatch):
+  """A run trained in bfloat16 scores validation and test sets with a model whose
+  matmuls are true float32."""
+  class Stop(Exception):
+    pass
+
+  seen = {}
+  make_train_step = train.make_train_step
+
+  def record_training_model(model, optimizer, config):
+    seen['train'] = model.core.precision
+    return make_train_step(model, optimizer, config)
+
+  def lower_evaluation(config, model, data):
+    del data
+    d = config.model.d_data
+    params = jax.eval_shape(lambda: models.init_params(model, jax.random.key(0), d))
+    xy = jax.ShapeDtypeStruct((5, 2, d), jnp.float32)
+    mask = jax.ShapeDtypeStruct((5, 2), jnp.float32)
+    score = evaluate.make_chunk_scorer(model, 2, 'posterior')
+    raise Stop(DOT.findall(score.lower(params, xy, xy, mask, jax.random.key(0)).as_text()))
+
+  monkeypatch.setattr(train, 'make_train_step', record_training_model)
+  monkeypatch.setattr(evaluate, 'make_evaluator', lower_evaluation)
+  config = tiny_config('f_srnn', matmul_precision="'BF16_BF16_F32'")
+  with pytest.raises(Stop) as stop:
+    train.train_and_evaluate(config, str(tmp_path))
+  assert seen['train'] == 'BF16_BF16_F32'
+  dots = stop.value.args[0]
   assert dots and all('precision = [HIGHEST, HIGHEST]' in d for d in dots)
 
 
-def test_unknown_precision_is_named():
-  config, model, _, _ = _setup('f_rnn', matmul_precision="'bf16'")
-  with pytest.raises(ValueError, match='--config.matmul_precision'):
-    train.make_train_step(model, state_lib.make_optimizer(config), config)
+@pytest.mark.parametrize('value', ['bf16', 'bfloat16', 'float32'])
+def test_unknown_precision_is_named(value):
+  config = experiments.get_config('nottingham', 'f_rnn', f'matmul_precision={value!r}')
+  with pytest.raises(errors.UserError, match=f"--config.matmul_precision='{value}'"):
+    models.build_model(config.model, precision=config.matmul_precision)
 
 
 def _loss_and_grads(model_name, precision):
-  _, model, params, x = _setup(model_name, d_rnn=64, d_emb=64)
+  _, model, params, x = _setup(model_name, d_rnn=64, d_emb=64,
+                               matmul_precision=repr(precision))
 
   def loss(p):
     out = model.apply({'params': p}, x[:-1], x[1:], deterministic=True,
                       rngs={'latent': jax.random.key(1)})
     return -out['log_prob'].sum() + out['kl'].sum()
 
-  with jax.default_matmul_precision(precision):
-    return jax.jit(jax.value_and_grad(loss))(params)
+  return jax.jit(jax.value_and_grad(loss))(params)
 
 
 @pytest.mark.parametrize('model_name', ['f_rnn', 'srnn_hier'])

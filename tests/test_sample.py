@@ -1,5 +1,5 @@
-"""Step-wise models (reexam_jax.models.sampling) against the teacher-forced models, and
-the sampling command end to end (wav, MIDI, piano roll)."""
+"""Step-wise models (reexam_jax.models.sampling: the models' `step` methods) against the
+teacher-forced models, and the sampling command end to end (wav, MIDI, piano roll)."""
 import os
 
 import flax.linen as nn
@@ -18,15 +18,22 @@ from reexam_jax.models import sampling
 
 T, B = 3, 2
 
-FAMILIES = [  # every core, output model and head branch of models/sampling.py
+FAMILIES = [  # every model of the registry, every output model with both heads
     ('f_rnn', dict(d_data=3, n_layer=2, n_mix=2)),
+    ('rnn_flat', dict(d_data=1, head='bernoulli')),
     ('f_srnn', dict(d_data=3, d_mlp=4, n_layer=2)),
+    ('srnn_flat', dict(d_data=1, d_mlp=4)),
     ('rnn_hier', dict(d_data=3, n_low_layer=2, n_mix=2)),
     ('srnn_hier', dict(d_data=4, head='bernoulli')),
     ('rnn_hier_made', dict(d_data=3, n_low_layer=2, n_mix=2, d_nade=3)),
+    ('srnn_hier_made', dict(d_data=4, d_nade=3, head='bernoulli')),
     ('delta_rnn_interleave', dict(d_data=5, chk_len=2, n_mix=2)),
     ('delta_rnn_random', dict(d_data=4, d_leak=2, head='bernoulli')),
 ]
+
+
+def test_families_cover_the_registry():
+  assert sorted(name for name, _ in FAMILIES) == sorted(models.MODELS)
 
 
 def _config(name, **kw):
@@ -72,12 +79,12 @@ def _step_wise(model, params, x, y, z):
     carry, y_out, lp, _ = sampling.step(model, params, carry, x_t, jax.random.key(t),
                                         y=y_t, z=z_t)
     return carry, (y_out, lp)
-  _, out = jax.lax.scan(body, sampling.init_carry(model, params, x.shape[1]),
+  _, out = jax.lax.scan(body, sampling.initial_carry(model, x.shape[1]),
                         (x, y, z, jnp.arange(x.shape[0])))
   return out
 
 
-@pytest.mark.parametrize('name,kw', FAMILIES, ids=[f'{n}-{i}' for i, (n, _) in enumerate(FAMILIES)])
+@pytest.mark.parametrize('name,kw', FAMILIES, ids=[n for n, _ in FAMILIES])
 def test_step_wise_reproduces_teacher_forced_log_prob(name, kw):
   model = models.build_model(_config(name, **kw))
   x, y = _data(kw.get('head', 'gmm'), kw['d_data'])

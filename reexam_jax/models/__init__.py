@@ -66,39 +66,46 @@ def split_seed(cfg, seed: int) -> int:
   return cfg.split_seed
 
 
-def build_model(cfg, seed: int = 0) -> SequenceModel:
+def build_model(cfg, seed: int = 0, precision: str = 'default') -> SequenceModel:
   """Builds the model named by `cfg.name` from a model ConfigDict (see configs).
 
   seed: the run's seed (config.seed); the delta-RNN random split is drawn from it when
   cfg.split_seed is -1. Callers that train, restore or score a run must pass it.
+  precision: of every matmul, one of layers.PRECISIONS: config.matmul_precision for
+  training, 'highest' (true float32) for evaluation.
   """
   if cfg.name not in experiments.MODELS:
     raise ValueError(f'config.model.name: unknown model {cfg.name!r}; '
                      f'choose one of {sorted(experiments.MODELS)}')
+  if precision not in layers.PRECISIONS:
+    raise errors.UserError(f'--config.matmul_precision={precision!r}: choose one of '
+                           f'{list(layers.PRECISIONS)}')
   _check_lstm_impl(cfg)
   spec = experiments.MODELS[cfg.name]
   if spec.core == 'rnn':
     core = cores.RNNCore(cfg.d_rnn, cfg.d_emb, cfg.n_layer, cfg.dropout, cfg.remat_chunk,
-                         cfg.lstm_impl)
+                         cfg.lstm_impl, precision)
   else:
     core = cores.SRNNCore(cfg.d_rnn, cfg.d_emb, cfg.d_lat, cfg.d_mlp, cfg.n_layer,
-                          cfg.dropout, cfg.remat_chunk, cfg.lstm_impl)
+                          cfg.dropout, cfg.remat_chunk, cfg.lstm_impl,
+                          precision)
   # Heads of models whose core leaves h undropped apply the model's dropout to h.
   input_dropout = 0.0 if core.output_dropped else cfg.dropout
   n_mix = spec.n_mix(cfg)
   if spec.output == 'factorised':
-    output = outputs.Factorised(cfg.d_data, cfg.head, n_mix, input_dropout)
+    output = outputs.Factorised(cfg.d_data, cfg.head, n_mix, input_dropout, precision)
   elif spec.output == 'hier_lstm':
     output = outputs.HierLSTM(cfg.d_data, cfg.d_rnn, cfg.d_emb, cfg.head, n_mix,
-                              spec.n_low_layer(cfg), cfg.dropout, cfg.low_dropout)
+                              spec.n_low_layer(cfg), cfg.dropout, cfg.low_dropout, precision)
   elif spec.output == 'hier_made':
-    output = outputs.HierMADE(cfg.d_data, cfg.d_nade, cfg.head, n_mix, spec.n_low_layer(cfg),
-                              input_dropout, cfg.dropout, cfg.joint_layernorm)
+    output = outputs.HierMADE(cfg.d_data, cfg.d_rnn, cfg.d_nade, cfg.head, n_mix,
+                              spec.n_low_layer(cfg), input_dropout, cfg.dropout,
+                              cfg.joint_layernorm, precision)
   else:
     leak, rest = outputs.delta_split(cfg.d_data, spec.split, cfg.chk_len, cfg.d_leak,
                                      split_seed(cfg, seed))
     output = outputs.DeltaSplit(cfg.d_data, cfg.d_rnn, cfg.head, tuple(leak.tolist()),
-                                tuple(rest.tolist()), n_mix, cfg.dropout)
+                                tuple(rest.tolist()), n_mix, cfg.dropout, precision)
   return SequenceModel(core, output)
 
 
