@@ -174,8 +174,6 @@ def test_folder_split_by_list_files(tmp_path):
   np.testing.assert_array_equal(data['valid'][0], rolls['sub/y.midi'])
 
 
-@pytest.mark.xfail(strict=True, reason='tfds_builders._entry_key strips only audio '
-                   'extensions; passes once .mid/.midi are added there (merge note)')
 def test_list_entries_may_carry_the_extension(tmp_path):
   make_folder(str(tmp_path), NAMES)
   for split, name in (('train', 'piece00.mid'), ('valid', 'piece01.mid'),

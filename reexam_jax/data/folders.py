@@ -1,12 +1,13 @@
 """Finding a user's data files under a directory and splitting them into train/valid/
 test, as the speech `wav_folder` dataset does: by train/valid/test list files when the
 list directory holds them, else by a seeded draw over the sorted keys
-(`tfds_builders.ratio_split`), so the split depends only on the seed and the file
+(`splits.ratio_split`), so the split depends only on the seed and the file
 names, never on the filesystem's order. Every failure is an `errors.UserError`."""
 import os
 from typing import Dict, List, Optional, Sequence
 
 from reexam_jax import errors
+from reexam_jax.data import splits as split_lib
 from reexam_jax.data import tfds_builders
 
 SPLITS = tfds_builders.SPLITS
@@ -46,7 +47,7 @@ def split_keys(keys: Sequence[str], list_dir: Optional[str], valid_frac: float,
       return tfds_builders.split_from_lists(keys, lists)
   except (OSError, ValueError) as e:
     raise errors.UserError(str(e)) from e
-  return tfds_builders.ratio_split(keys, valid_frac, test_frac, seed)
+  return split_lib.ratio_split(keys, valid_frac, test_frac, seed)
 
 
 def check_splits(splits: Dict[str, list], source: str) -> None:

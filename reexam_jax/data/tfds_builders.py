@@ -158,12 +158,13 @@ def find_list_files(list_dir: str) -> Optional[Dict[str, str]]:
 
 
 def _entry_key(entry: str) -> str:
-  """List entry -> key: '.t7' and an audio extension dropped, '/' separators."""
+  """List entry -> key: '.t7' and a data-file extension dropped, '/' separators."""
   entry = entry.strip().replace('\\', '/')
   if entry.endswith('.t7'):
     entry = entry[:-3]
   stem, ext = os.path.splitext(entry)
-  return stem if ext.lower() in ('.wav', '.mp3', '.flac', '.sph') else entry
+  return stem if ext.lower() in ('.wav', '.mp3', '.flac', '.sph', '.mid', '.midi', '.npy',
+                                  '.npz') else entry
 
 
 def split_from_lists(keys: Sequence[str], lists: Dict[str, str]) -> Dict[str, List[str]]:
