@@ -33,7 +33,7 @@ FAMILIES = [  # every model of the registry, every output model with both heads
 
 
 def test_families_cover_the_registry():
-  assert sorted(name for name, _ in FAMILIES) == sorted(models.MODELS)
+  assert sorted(name for name, _ in FAMILIES) == sorted(experiments.MODELS)
 
 
 def _config(name, **kw):
