@@ -8,9 +8,8 @@ from typing import Dict, List, Optional, Sequence
 
 from reexam_jax import errors
 from reexam_jax.data import splits as split_lib
-from reexam_jax.data import tfds_builders
 
-SPLITS = tfds_builders.SPLITS
+SPLITS = split_lib.SPLITS
 
 
 def find_files(root: str, exts: Sequence[str]) -> Dict[str, str]:
@@ -42,9 +41,9 @@ def split_keys(keys: Sequence[str], list_dir: Optional[str], valid_frac: float,
     raise ValueError(f'valid_frac={valid_frac}, test_frac={test_frac}: each must be >= 0 '
                      'and their sum < 1')
   try:
-    lists = tfds_builders.find_list_files(list_dir) if list_dir else None
+    lists = split_lib.find_list_files(list_dir) if list_dir else None
     if lists is not None:
-      return tfds_builders.split_from_lists(keys, lists)
+      return split_lib.split_from_lists(keys, lists)
   except (OSError, ValueError) as e:
     raise errors.UserError(str(e)) from e
   return split_lib.ratio_split(keys, valid_frac, test_frac, seed)

@@ -29,9 +29,7 @@ import tensorflow_datasets as tfds
 import tqdm
 
 from reexam_jax.data import transforms
-from reexam_jax.data.splits import ratio_split
-
-SPLITS = ('train', 'valid', 'test')
+from reexam_jax.data.splits import SPLITS, find_list_files, ratio_split, split_from_lists
 
 # ----------------------------------------------------------------------------------
 # Audio decoding.
@@ -133,67 +131,6 @@ def find_audio(root: str, exts: Sequence[str]) -> Dict[str, str]:
       if key not in found or rank[ext] < found[key][0]:
         found[key] = (rank[ext], os.path.join(dirpath, name))
   return {k: p for k, (_, p) in sorted(found.items())}
-
-
-LIST_NAMES = ('{}.txt', '{}_files_list.txt', '{}_file_list.txt')
-
-
-def find_list_files(list_dir: str) -> Optional[Dict[str, str]]:
-  """{split: list file} when list_dir holds one list per split (train.txt,
-  train_files_list.txt or train_file_list.txt, ...); None when it holds none."""
-  found = {}
-  for split in SPLITS:
-    for pattern in LIST_NAMES:
-      path = os.path.join(list_dir, pattern.format(split))
-      if os.path.isfile(path):
-        found[split] = path
-        break
-  if not found:
-    return None
-  if len(found) < len(SPLITS):
-    missing = [s for s in SPLITS if s not in found]
-    raise FileNotFoundError(f'split lists in {list_dir}: found {sorted(found.values())} '
-                            f'but none for {missing} (expected e.g. {missing[0]}.txt)')
-  return found
-
-
-def _entry_key(entry: str) -> str:
-  """List entry -> key: '.t7' and a data-file extension dropped, '/' separators."""
-  entry = entry.strip().replace('\\', '/')
-  if entry.endswith('.t7'):
-    entry = entry[:-3]
-  stem, ext = os.path.splitext(entry)
-  return stem if ext.lower() in ('.wav', '.mp3', '.flac', '.sph', '.mid', '.midi', '.npy',
-                                  '.npz') else entry
-
-
-def split_from_lists(keys: Sequence[str], lists: Dict[str, str]) -> Dict[str, List[str]]:
-  """Keys of each split in list-file order. An entry matches a file by its relative
-  path without extension, or by its bare file name when that is unique."""
-  by_stem: Dict[str, List[str]] = {}
-  for k in keys:
-    by_stem.setdefault(os.path.basename(k), []).append(k)
-  key_set = set(keys)
-  splits = {}
-  for split, path in lists.items():
-    with open(path) as f:
-      entries = [_entry_key(line) for line in f if line.strip()]
-    chosen = []
-    for entry in entries:
-      if entry.replace('/', os.sep) in key_set:
-        chosen.append(entry.replace('/', os.sep))
-      elif len(by_stem.get(os.path.basename(entry), [])) == 1:
-        chosen.append(by_stem[os.path.basename(entry)][0])
-      else:
-        raise FileNotFoundError(f'{path}: entry {entry!r} matches no (or several) audio '
-                                'files')
-    splits[split] = chosen
-  seen: Dict[str, str] = {}
-  for split, chosen in splits.items():
-    for key in chosen:
-      if seen.setdefault(key, split) != split:
-        raise ValueError(f'{key} is listed in both {lists[seen[key]]} and {lists[split]}')
-  return splits
 
 
 # ----------------------------------------------------------------------------------
