@@ -477,16 +477,6 @@ class Bernoulli(NamedTuple):
         jnp.float32)
 
 
-def _head_equation(kernel_axes: str, per_element: bool, element) -> str:
-  """The einsum of a head's input with its kernel [D, kernel_axes..., d_inp] (element i's
-  kernel [kernel_axes..., d_inp] when `element` is given)."""
-  if element is not None:
-    return f'...d,{kernel_axes}d->...{kernel_axes}'
-  if per_element:
-    return f'...id,i{kernel_axes}d->...i{kernel_axes}'
-  return f'...d,i{kernel_axes}d->...i{kernel_axes}'
-
-
 class GMMHead(nn.Module):
   """Factorised univariate Gaussian mixture per element (the reference GMCriterion).
 
@@ -494,7 +484,9 @@ class GMMHead(nn.Module):
   the same initial distribution (its fan_in D*K, docs/reference.md, "Models"), and
   biases [D, K], for (mean, log_std, logits). Output-major storage is XLA:CPU's fast
   orientation for the weight gradient and leaves Adam without transposes: the speech
-  F-RNN step is ~17% faster than with [d_inp, D, K].
+  F-RNN step is ~17% faster than with [d_inp, D, K]. A shared input multiplies the
+  kernel as one [D*K, d_inp] matrix: as a 3-d einsum XLA:CPU transposed the whole
+  kernel at every call, which dominated a generation step (8x slower for speech).
   """
   num_elements: int
   num_mixtures: int
@@ -509,14 +501,18 @@ class GMMHead(nn.Module):
     (auto-regressive generation, one element at a time)."""
     d, k, d_inp = self.num_elements, self.num_mixtures, inp.shape[-1]
     init = lambda key, shape: jnp.moveaxis(torch_kaiming_uniform(key, (d_inp, d, k)), 0, -1)
-    eq = _head_equation('m', self.per_element, element)
     outs = []
     for name in ('mean', 'log_std', 'logits'):
       weight = self.param(f'{name}_kernel', init, (d, k, d_inp))
       bias = self.param(f'{name}_bias', nn.initializers.zeros, (d, k))
       if element is not None:
-        weight, bias = weight[element], bias[element]
-      outs.append(einsum(eq, inp, weight, self.precision) + bias)
+        out = einsum('...d,md->...m', inp, weight[element], self.precision) + bias[element]
+      elif self.per_element:
+        out = einsum('...id,imd->...im', inp, weight, self.precision) + bias
+      else:
+        out = einsum('...d,nd->...n', inp, weight.reshape(d * k, d_inp), self.precision)
+        out = out.reshape(inp.shape[:-1] + (d, k)) + bias
+      outs.append(out)
     return GMM(*outs)
 
 
@@ -533,8 +529,9 @@ class BernoulliHead(nn.Module):
     kernel = self.param('kernel', torch_kaiming_uniform, (self.num_elements, inp.shape[-1]))
     bias = self.param('bias', nn.initializers.zeros, (self.num_elements,))
     if element is not None:
-      kernel, bias = kernel[element], bias[element]
-    eq = _head_equation('', self.per_element, element)
+      return Bernoulli(einsum('...d,d->...', inp, kernel[element], self.precision)
+                       + bias[element])
+    eq = '...id,id->...i' if self.per_element else '...d,id->...i'
     return Bernoulli(einsum(eq, inp, kernel, self.precision) + bias)
 
 
