@@ -5,6 +5,7 @@ line for bad input. Data are written here; runs are tiny (compilation dominates)
 import csv
 import glob
 import json
+import logging
 import os
 
 import jax
@@ -87,6 +88,32 @@ def test_wav_folder_is_prepared_under_a_name_of_its_data(tmp_path, monkeypatch):
   with config.unlocked():
     config.prepared_dir = str(tmp_path / 'mine')
   assert data_lib.prepared_dir(config) == str(tmp_path / 'mine')
+
+
+def test_wav_folder_preparation_prints_one_line(tmp_path, monkeypatch, capfd, caplog):
+  """Preparing prints one line and loading one more; none of TFDS's notices (its
+  warnings are absl log records, which pytest's handler would catch)."""
+  import soundfile  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv('REEXAM_DATA_DIR', str(tmp_path / 'cache'))
+  rng = np.random.default_rng(0)
+  for i in range(40):  # 38/1/1 at the 5% fractions
+    soundfile.write(str(_mkdir(tmp_path / 'wavs') / f'{i:02d}.wav'),
+                    rng.integers(-3000, 3000, 400).astype(np.int16), 8000, subtype='PCM_16')
+  config = experiments.get_config('wav_folder', 'f_rnn')
+  with config.unlocked():
+    config.data_dir = str(tmp_path / 'wavs')
+  for attempt in range(2):
+    data_lib.load_dataset(config)
+    out, err = capfd.readouterr()
+    lines = out.splitlines()
+    if attempt == 0:
+      assert lines[0] == (f'preparing wav_folder from {tmp_path / "wavs"} in '
+                          f'{data_lib.prepared_dir(config)} (once)')
+      lines = lines[1:]
+    assert lines == [f'data: wav_folder from {tmp_path / "wavs"}: 38/1/1 train/valid/test '
+                     'sequences']
+    assert err == ''
+  assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def _array_config(data_dir, model='f_rnn', **fields):
