@@ -96,7 +96,7 @@ def test_wav_folder_preparation_prints_one_line(tmp_path, monkeypatch, capfd, ca
   import soundfile  # pylint: disable=g-import-not-at-top
   monkeypatch.setenv('REEXAM_DATA_DIR', str(tmp_path / 'cache'))
   rng = np.random.default_rng(0)
-  for i in range(40):  # 38/1/1 at the 5% fractions
+  for i in range(40):  # 36/2/2 at the 5% fractions
     soundfile.write(str(_mkdir(tmp_path / 'wavs') / f'{i:02d}.wav'),
                     rng.integers(-3000, 3000, 400).astype(np.int16), 8000, subtype='PCM_16')
   config = experiments.get_config('wav_folder', 'f_rnn')
@@ -110,7 +110,7 @@ def test_wav_folder_preparation_prints_one_line(tmp_path, monkeypatch, capfd, ca
       assert lines[0] == (f'preparing wav_folder from {tmp_path / "wavs"} in '
                           f'{data_lib.prepared_dir(config)} (once)')
       lines = lines[1:]
-    assert lines == [f'data: wav_folder from {tmp_path / "wavs"}: 38/1/1 train/valid/test '
+    assert lines == [f'data: wav_folder from {tmp_path / "wavs"}: 36/2/2 train/valid/test '
                      'sequences']
     assert err == ''
   assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
