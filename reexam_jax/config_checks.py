@@ -51,6 +51,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not 0 <= config.model.dropout <= 1:
     raise errors.UserError(f'--config.model.dropout={config.model.dropout}: must be in [0, 1]')
   check_optimizer(config)
+  check_own_data(config)
+
+
+def check_own_data(config) -> None:
+  """The reading options of own data (experiments.OWN_DATA_FIELDS), where present."""
+  if 'kind' in config and config.kind not in ('auto', 'binary', 'real'):
+    raise errors.UserError(f'--config.kind={config.kind}: choose one of auto, binary, real')
+  if 'fps' in config and config.fps < 0:
+    raise errors.UserError(f'--config.fps={config.fps}: must be >= 0 (0: the beat grid)')
+  if 'steps_per_quarter' in config and config.steps_per_quarter < 1:
+    raise errors.UserError(f'--config.steps_per_quarter={config.steps_per_quarter}: '
+                           'must be >= 1')
+  if 'valid_frac' in config and not (0 <= config.valid_frac and 0 <= config.test_frac
+                                     and config.valid_frac + config.test_frac < 1):
+    raise errors.UserError(f'--config.valid_frac={config.valid_frac}, --config.test_frac='
+                           f'{config.test_frac}: each must be >= 0 and their sum < 1')
 
 
 def check_optimizer(config) -> None:

@@ -14,7 +14,7 @@ of training or later from its workdir (`evaluate_checkpoint`).
 """
 import math
 import os
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -27,8 +27,10 @@ from reexam_jax.data import batching
 from reexam_jax.data import load_dataset
 
 
-def ll_unit(normalisation, d_data: int) -> str:
+def ll_unit(normalisation, d_data: int, dataset: str = '') -> str:
   """Human-readable unit of a reported LL."""
+  if dataset == 'array_folder' and normalisation == 1:
+    return 'nats/value'  # per element of the (standardised) [T, D] sequences
   if normalisation == 'sequence':
     return 'nats/sequence'
   if normalisation == 1:
@@ -107,15 +109,13 @@ class Evaluator:
       self._scorers[key] = make_chunk_scorer(self.model, num_samples, latent_source)
     return self._scorers[key]
 
-  def __call__(self, params, seqs, rng, num_samples: int = 1,
-               latent_source: str = 'posterior') -> Dict[str, float]:
-    """Scores `seqs` (a list of arrays or a lazy split, see data.batching).
-
-    Returns, in the paper's units: 'bound' and 'elbo'; their standard errors over the
-    sequences 'bound_stderr' and 'elbo_stderr' (test-set spread plus Monte-Carlo noise);
-    'elbo_mc_stderr', the Monte-Carlo standard error of 'elbo' given these sequences,
-    from the spread of the num_samples draws (NaN for one draw; 0 for deterministic
-    models); and 'num_sequences', 'num_steps'.
+  def per_sequence(self, params, seqs, rng, num_samples: int = 1,
+                   latent_source: str = 'posterior') -> Dict[str, Any]:
+    """Totals of each sequence of `seqs` (a list of arrays or a lazy split, see
+    data.batching), in evaluation order: 'index' [N] (of the sequence in seqs, after
+    max_batches' subset), 'bound' [N] and 'elbo' [N] (nats; see __call__), 'steps' [N]
+    (model steps), and 'mc_var', the Monte-Carlo variance of the summed ELBO given the
+    sequences (0 for one sample).
 
     The importance bound with K = num_samples is accumulated over passes of at most
     `samples_per_pass` samples with a running logsumexp, so memory stays bounded.
@@ -152,35 +152,58 @@ class Evaluator:
       elbo.append(sums[1, :len(group)])
       steps.append(sums[2, :len(group)])
     bound, elbo, steps = (np.concatenate(v) for v in (bound, elbo, steps))
+    return dict(index=np.asarray(order), bound=bound, elbo=elbo, steps=steps,
+                mc_var=mc_var)
+
+  def __call__(self, params, seqs, rng, num_samples: int = 1,
+               latent_source: str = 'posterior') -> Dict[str, float]:
+    """Scores `seqs` (see per_sequence).
+
+    Returns, in the paper's units: 'bound' and 'elbo'; their standard errors over the
+    sequences 'bound_stderr' and 'elbo_stderr' (test-set spread plus Monte-Carlo noise);
+    'elbo_mc_stderr', the Monte-Carlo standard error of 'elbo' given these sequences,
+    from the spread of the num_samples draws (NaN for one draw; 0 for deterministic
+    models); and 'num_sequences', 'num_steps'.
+    """
+    scores = self.per_sequence(params, seqs, rng, num_samples, latent_source)
+    bound, elbo, steps = scores['bound'], scores['elbo'], scores['steps']
     elements = steps * self.d_data
-    norm = lambda total: normalise(total, len(order), elements.sum(), self.normalisation)
+    norm = lambda total: normalise(total, len(steps), elements.sum(), self.normalisation)
     stderr = lambda v: normalised_stderr(v, elements, self.normalisation)
     return dict(bound=norm(bound.sum()), elbo=norm(elbo.sum()),
                 bound_stderr=stderr(bound), elbo_stderr=stderr(elbo),
-                elbo_mc_stderr=norm(math.sqrt(mc_var)) if num_samples > 1 else math.nan,
-                num_sequences=len(order), num_steps=float(steps.sum()))
+                elbo_mc_stderr=(norm(math.sqrt(scores['mc_var'])) if num_samples > 1
+                                else math.nan),
+                num_sequences=len(steps), num_steps=float(steps.sum()))
 
 
-def make_evaluator(config, model, data) -> Evaluator:
+def make_evaluator(config, model, data, max_batches: Optional[int] = None) -> Evaluator:
   """config's evaluator of `data` (load_dataset's): batches sorted by length, except for
   file-list datasets (VCTK, Blizzard) which the reference evaluates in list order
-  (data['sort_eval'])."""
+  (data['sort_eval']). max_batches: None for config.max_eval_batches (0: all)."""
   return Evaluator(
       model, d_data=config.model.d_data, batch_size=config.eval_batch_size,
       tgt_len=config.eval_tgt_len, normalisation=config.normalisation,
-      samples_per_pass=config.iwae_chunk, max_batches=config.max_eval_batches,
+      samples_per_pass=config.iwae_chunk,
+      max_batches=config.max_eval_batches if max_batches is None else max_batches,
       sort=data.get('sort_eval', True))
+
+
+def test_keys(eval_rng) -> Tuple[jax.Array, jax.Array, jax.Array]:
+  """(ELBO/LL, IWAE, prior-estimate) keys of test scoring from the run's eval key."""
+  test_rng, iwae_rng, prior_rng = jax.random.split(jax.random.fold_in(eval_rng, 2**31 - 1), 3)
+  return test_rng, iwae_rng, prior_rng
 
 
 def score_test(config, evaluator: Evaluator, params, seqs, eval_rng) -> Dict[str, Any]:
   """Test LL in the paper's units; latent models add the IWAE bound and the
   prior-sampled estimate with iwae_samples samples (test_ll is the ELBO, as the paper).
   eval_rng: the run's evaluation key (state.run_keys)."""
-  test_rng, iwae_rng, prior_rng = jax.random.split(jax.random.fold_in(eval_rng, 2**31 - 1), 3)
+  test_rng, iwae_rng, prior_rng = test_keys(eval_rng)
   test = evaluator(params, seqs, test_rng)
   out = dict(test_ll=test['elbo'], test_ll_stderr=test['elbo_stderr'],
              test_sequences=test['num_sequences'],
-             ll_unit=ll_unit(config.normalisation, config.model.d_data))
+             ll_unit=ll_unit(config.normalisation, config.model.d_data, config.dataset))
   if models.is_latent(config.model.name):
     iwae = evaluator(params, seqs, iwae_rng, num_samples=config.iwae_samples)
     prior = evaluator(params, seqs, prior_rng,
@@ -188,6 +211,26 @@ def score_test(config, evaluator: Evaluator, params, seqs, eval_rng) -> Dict[str
     out.update(test_elbo=test['elbo'], test_elbo_stderr=test['elbo_stderr'],
                test_iwae=iwae['bound'], test_iwae_stderr=iwae['bound_stderr'],
                test_prior_estimate=prior['bound'], iwae_samples=config.iwae_samples)
+  return out
+
+
+def score_each(config, evaluator: Evaluator, params, seqs, eval_rng) -> Dict[str, np.ndarray]:
+  """score_test's numbers per sequence, with its keys, in the order of seqs: 'll' [N]
+  (total nats; the ELBO for latent models, as test_ll), 'iwae' [N] (latent models,
+  iwae_samples samples), 'elements' [N] (elements scored, what the units divide by).
+  For an evaluator of all sequences (max_batches 0), normalising the sum of 'll' by
+  'elements' is score_test's test_ll of the same sequences."""
+  test_rng, iwae_rng, _ = test_keys(eval_rng)
+
+  def in_order(scores, key):
+    out = np.empty(len(seqs))
+    out[scores['index']] = scores[key]
+    return out
+  test = evaluator.per_sequence(params, seqs, test_rng)
+  out = dict(ll=in_order(test, 'elbo'), elements=in_order(test, 'steps') * evaluator.d_data)
+  if models.is_latent(config.model.name):
+    iwae = evaluator.per_sequence(params, seqs, iwae_rng, num_samples=config.iwae_samples)
+    out['iwae'] = in_order(iwae, 'bound')
   return out
 
 

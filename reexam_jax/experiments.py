@@ -118,6 +118,10 @@ DOMAINS = {
     # The MIDI code adds 1e-4 per step (paper: 5e-5).
     'midi': Domain(dict(d_rnn=256, d_emb=256, d_mlp=0, d_lat=256, n_mix=1, dropout=0.5,
                         head='bernoulli'), kl_increment=1e-4, loss_elements=88),
+    # Any [T, D] sequences (array_folder): MIDI-sized models, a few mixture components;
+    # d_data and head are fitted to the data (config.fit_model_to_data).
+    'array': Domain(dict(d_rnn=256, d_emb=256, d_mlp=256, d_lat=64, n_mix=5, dropout=0.0,
+                         head='gmm', d_data=8), kl_increment=1e-4, loss_elements=1),
 }
 
 # (domain, model) -> the authors' README command (docs/reference.md, "Parameter counts").
@@ -139,6 +143,17 @@ MODEL_FLAGS = {
     ('midi', 'rnn_flat'): Flags(8800, dict(d_data=1, n_layer=3)),
     ('midi', 'srnn_flat'): Flags(8800, dict(d_data=1)),
     ('midi', 'delta_rnn_random'): Flags(100, dict(d_data=88, d_leak=11)),
+    # array_folder at size=paper: the MIDI commands, D from the data.
+    ('array', 'f_rnn'): Flags(100, {}),
+    ('array', 'f_srnn'): Flags(100, {}),
+    ('array', 'rnn_hier'): Flags(100, dict(n_layer=2)),
+    ('array', 'srnn_hier'): Flags(100, {}),
+    ('array', 'rnn_flat'): Flags(2000, dict(d_data=1, n_layer=3)),
+    ('array', 'srnn_flat'): Flags(2000, dict(d_data=1)),
+    ('array', 'rnn_hier_made'): Flags(100, dict(n_layer=2)),
+    ('array', 'srnn_hier_made'): Flags(100, {}),
+    ('array', 'delta_rnn_interleave'): Flags(100, dict(chk_len=2)),
+    ('array', 'delta_rnn_random'): Flags(100, dict(d_leak=1)),
 }
 
 # Perm-TIMIT's hier models use the masked-MLP low level; the README's RNN-hier command
@@ -161,6 +176,22 @@ FSDD_FLAGS = {
     'rnn_flat': Flags(400, dict(d_data=1, d_rnn=128, d_emb=128, n_layer=2)),
 }
 
+# A user's own data (docs/own_data.md) at the default size=laptop: width 128 and short
+# chunks, so a few hundred steps take minutes on one CPU core. Flat models read
+# chunks of a few steps' elements.
+LAPTOP_MIDI_FLAGS = {
+    'f_rnn': Flags(50, dict(d_data=88, d_rnn=128, d_emb=128)),
+    'f_srnn': Flags(50, dict(d_data=88, d_rnn=128, d_emb=128, d_lat=32)),
+    'rnn_hier': Flags(50, dict(d_data=88, d_rnn=128, d_emb=128)),
+    'rnn_flat': Flags(880, dict(d_data=1, d_rnn=128, d_emb=128, n_layer=2)),
+}
+LAPTOP_ARRAY_FLAGS = {
+    'f_rnn': Flags(50, dict(d_rnn=128, d_emb=128)),
+    'f_srnn': Flags(50, dict(d_rnn=128, d_emb=128, d_mlp=128, d_lat=32)),
+    'rnn_hier': Flags(50, dict(d_rnn=128, d_emb=128)),
+    'rnn_flat': Flags(200, dict(d_data=1, d_rnn=128, d_emb=128, n_layer=2)),
+}
+
 # Name -> Dataset(domain, batch size, paper steps, eval every, normalisation, ...).
 DATASETS = {
     'timit': Dataset('speech', 32, 40_000, 2000, 'sequence'),
@@ -168,7 +199,7 @@ DATASETS = {
                           model_flags=PERM_TIMIT_FLAGS),
     'vctk': Dataset('speech', 128, 80_000, 2000, 1, stream_from_disk=True),
     'blizzard': Dataset('speech', 128, 160_000, 2000, 8000, stream_from_disk=True),
-    'wav_folder': Dataset('speech', 32, 40_000, 2000, 1),
+    'wav_folder': Dataset('speech', 16, 600, 200, 1, log_every=50, model_flags=FSDD_FLAGS),
     # wav_folder on the Free Spoken Digit Dataset
     'fsdd': Dataset('speech', 16, 600, 200, 1, log_every=50, model_flags=FSDD_FLAGS),
     'nottingham': Dataset('midi', 16, 20_000, 500, 88),
@@ -176,12 +207,44 @@ DATASETS = {
     'jsb': Dataset('midi', 16, 20_000, 500, 88),
     'piano_midi': Dataset('midi', 16, 20_000, 500, 88),
     'bach_music21': Dataset('midi', 16, 20_000, 500, 88),
+    'midi_folder': Dataset('midi', 16, 1000, 200, 88, log_every=50,
+                           model_flags=LAPTOP_MIDI_FLAGS),
+    # LL per value (element) of the standardised sequences
+    'array_folder': Dataset('array', 16, 1000, 200, 1, log_every=50,
+                            model_flags=LAPTOP_ARRAY_FLAGS),
+}
+
+# Own data at the config file argument size=paper: the paper's models and schedule of
+# the domain (the DOMAINS defaults and MODEL_FLAGS commands).
+PAPER_SIZE = {
+    'wav_folder': Dataset('speech', 32, 40_000, 2000, 1),
+    'midi_folder': Dataset('midi', 16, 20_000, 500, 88),
+    'array_folder': Dataset('array', 16, 20_000, 500, 1),
+}
+SIZES = ('laptop', 'paper')
+
+# The own-data datasets' reading options (their config fields; docs/own_data.md).
+OWN_DATA_FIELDS = {
+    'wav_folder': {},
+    'midi_folder': dict(
+        fps=0.0,                # frames per second; 0: the beat grid below
+        steps_per_quarter=2,    # frames per quarter note (when fps is 0)
+        valid_frac=0.1, test_frac=0.1),  # seeded split without list files
+    'array_folder': dict(
+        kind='auto',            # 'binary' (0/1, Bernoulli heads), 'real' (standardised
+                                # per dimension, GMM heads) or 'auto' (from the data)
+        fit_model_to_data=True,  # model.d_data := the data's D (flat models keep 1) and
+                                 # model.head := bernoulli or gmm by kind, before a run
+        valid_frac=0.1, test_frac=0.1),
 }
 
 
 def default_data_dir(dataset: str) -> str:
   """$REEXAM_DATA_DIR/<dataset>, else ~/.cache/reexam_jax/<dataset>; FSDD's wavs are
-  read from $REEXAM_SHARED_DATA/speech/fsdd/recordings (default ../shared/data)."""
+  read from $REEXAM_SHARED_DATA/speech/fsdd/recordings (default ../shared/data); own
+  data (OWN_DATA_FIELDS) have no default: '' (--config.data_dir is required)."""
+  if dataset in OWN_DATA_FIELDS:
+    return ''
   if dataset == 'fsdd':
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     shared = os.environ.get('REEXAM_SHARED_DATA', os.path.join(repo, '..', 'shared', 'data'))
@@ -241,10 +304,15 @@ def _parse_arg(arg: Optional[str]) -> dict:
 
 def get_config(dataset: str, model: str, arg: Optional[str] = None
                ) -> ml_collections.ConfigDict:
-  """The config of one cell of the paper's tables."""
+  """The config of one cell of the paper's tables; own data (PAPER_SIZE) take the
+  argument size=laptop (default) or size=paper."""
   if dataset not in DATASETS:
     raise errors.UserError(f'unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}')
-  data = DATASETS[dataset]
+  overrides = _parse_arg(arg)
+  size = overrides.pop('size', 'laptop') if dataset in PAPER_SIZE else 'laptop'
+  if size not in SIZES:
+    raise errors.UserError(f'config file argument size={size}: choose one of {SIZES}')
+  data = PAPER_SIZE[dataset] if size == 'paper' else DATASETS[dataset]
   domain = DOMAINS[data.domain]
   flags = data.model_flags.get(model) or MODEL_FLAGS.get((data.domain, model))
   if flags is None:
@@ -253,8 +321,8 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
   config = ml_collections.ConfigDict()
   config.dataset = dataset               # which loader (reexam_jax/data)
   config.data_dir = default_data_dir(dataset)  # where the data are (or are put)
-  # speech: where the TFDS copy is prepared ('' = data_dir; FSDD: a cache, never the
-  # read-only corpus directory)
+  # speech: where the TFDS copy is prepared ('' = data_dir; wav_folder: a cache named
+  # after data_dir, data.prepared_dir; FSDD: a cache, never the read-only corpus)
   config.prepared_dir = default_data_dir('fsdd_prepared') if dataset == 'fsdd' else ''
   config.max_files = 0                   # speech: seeded subset of the corpus (0 = all)
   config.stream_from_disk = data.stream_from_disk  # never hold the train set
@@ -262,6 +330,7 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
   config.stride = 1                      # speech flat models: down-sampling M (Table 2)
   config.stride_mode = 'all_phases'      # 'all_phases' (reference) | 'single_phase' (paper)
   config.max_pieces = 0                  # bach_music21: pieces to parse (0 = all)
+  config.update(OWN_DATA_FIELDS.get(dataset, {}))  # own data: how the files are read
   config.model = model_config(**{**domain.model, 'name': model, **flags.model})
   config.seed = 1234                     # the reference's seed
   config.batch_size = data.batch_size    # global batch, split over devices
@@ -290,7 +359,6 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
   config.iwae_chunk = 8                  # importance samples evaluated at once
   config.progress_bar = True             # terminal progress bar (process 0 only)
 
-  overrides = _parse_arg(arg)
   for key, value in overrides.items():
     fields = config.model if key in config.model else config
     if key not in fields:

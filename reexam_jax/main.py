@@ -1,11 +1,16 @@
 """Command line: python -m reexam_jax.main --config=configs/<dataset>_<model>.py
---workdir=DIR [--mode=train|eval|params|sample].
+--workdir=DIR [--mode=train|eval|params|sample|score].
 
   train   trains (resuming from DIR if it holds a checkpoint) and writes results.json
   eval    scores DIR's best checkpoint on the test set (ELBO, IWAE, prior estimate)
   params  prints the parameter count (`params: N` last), reading no data
   sample  draws --num_samples sequences from DIR's best checkpoint into DIR/samples
           (wav for speech, MIDI + piano-roll PNG for music; see reexam_jax/sample.py)
+  score   scores each sequence of --score_input (a file or directory of the run's own
+          dataset) with DIR's best checkpoint into DIR/scores.csv (reexam_jax/score.py)
+
+array_folder runs fit the model to the data first (config.fit_model_to_data: d_data,
+head), so every mode but params reads the data before anything else.
 
 Bad input (a flag, config field, config file, workdir or data file that cannot be used)
 ends the command with one line `error: ...` on stderr and exit code 2, before anything
@@ -35,8 +40,11 @@ from reexam_jax import workdir as workdir_lib
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and results.')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'params', 'sample'],
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'params', 'sample', 'score'],
                           'What to do.')
+_SCORE_INPUT = flags.DEFINE_string(
+    'score_input', None, '--mode=score: a file or directory of sequences in the format '
+    'of the run\'s dataset.')
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_list(
     'allow_config_change', [], 'Config fields that may differ from the workdir\'s '
     f'config.json, among {",".join(workdir_lib.SAFE_TO_CHANGE)} (see README).')
@@ -112,6 +120,9 @@ def print_params(config) -> None:
   count = models.count_params(model, shapes)
   reference = models.reference_param_count(model, shapes)
   print(f'model: {config.model.name} on {config.dataset}')
+  if config.get('fit_model_to_data'):
+    print(f'd_data={config.model.d_data}, head={config.model.head}: counted without '
+          'reading data (training fits both to the data)')
   if reference != count:
     print(f'reference_formula_params: {reference}  (the reference log\'s count, '
           'docs/reference.md, "Parameter counts")')
@@ -147,28 +158,35 @@ def main(argv):
     os._exit(errors.UserError.exit_code)
 
 
-def check_run(config, mode: str, workdir: str, allowed) -> None:
-  """Everything about the command that can be checked without JAX or data, before
-  anything is written; the library checks the workdir again for its own callers."""
+def check_run(config, mode: str, workdir: str, allowed, score_input: Optional[str] = None):
+  """Everything about the command that can be checked without JAX, before anything is
+  written; returns config fitted to its data (data.fit_config; params mode reads no
+  data). The library checks the workdir again for its own callers."""
   config_checks.validate(config)
   if mode == 'params':
-    return
+    return config
   if not workdir:
     raise errors.UserError(f'--workdir is required for --mode={mode}')
+  if mode == 'score' and not score_input:
+    raise errors.UserError('--score_input is required for --mode=score: a file or '
+                           'directory of sequences to score')
   allowed = workdir_lib.check_allowed(allowed)
+  from reexam_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  config = data_lib.fit_config(config)
   if mode == 'train':
     workdir_lib.check_writable(workdir)
   else:
     workdir_lib.check_has_checkpoints(workdir)
   workdir_lib.check_config(config, workdir, allowed)
+  return config
 
 
 def run(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax and TFDS log every save and read at INFO
   if len(argv) > 1:
     raise errors.UserError(f'unexpected arguments: {" ".join(argv[1:])}')
-  config = _CONFIG.value
-  check_run(config, _MODE.value, _WORKDIR.value, _ALLOW_CONFIG_CHANGE.value)
+  config = check_run(_CONFIG.value, _MODE.value, _WORKDIR.value, _ALLOW_CONFIG_CHANGE.value,
+                     _SCORE_INPUT.value)
   if _MODE.value == 'params':
     print_params(config)
     return
@@ -181,6 +199,14 @@ def run(argv):
     print(f'wrote {len(out["files"])} files to {out["sample_dir"]}')
     print(f'sampling: {out["steps_per_s"]:.1f} steps/s ({_NUM_SAMPLES.value} sequences in '
           f'parallel; compile {out["compile_s"]:.1f} s)')
+    return
+  if _MODE.value == 'score':
+    from reexam_jax import score  # pylint: disable=g-import-not-at-top
+    out = score.score_files(config, _WORKDIR.value, _SCORE_INPUT.value)
+    print(f'scored {out["sequences"]} sequences of '
+          f'{_SCORE_INPUT.value}: ll {out["ll"]:.4f} {out["ll_unit"]}'
+          + (f', iwae {out["iwae"]:.4f}' if 'iwae' in out else ''))
+    print(f'wrote {out["csv"]}')
     return
   from reexam_jax import checkpointing  # pylint: disable=g-import-not-at-top
   from reexam_jax import evaluate  # pylint: disable=g-import-not-at-top

@@ -10,7 +10,6 @@ the chunked density whose test LL is reported (docs/reference.md, "Evaluation");
 first input is a zero step. See `models/sampling.py` for the temperature.
 """
 import os
-import struct
 import time
 from typing import Any, Dict, Optional
 
@@ -24,6 +23,7 @@ from reexam_jax import experiments
 from reexam_jax import models
 from reexam_jax import state as state_lib
 from reexam_jax.data import midi
+from reexam_jax.data import midi_folder
 from reexam_jax.models import sampling
 
 DEFAULT_SAMPLE_RATE = 16000  # all the paper's speech sets are 16 kHz
@@ -49,38 +49,12 @@ def write_wav(path: str, audio: np.ndarray, stats: Optional[Dict[str, float]],
   wavfile.write(path, int(rate) // stride, pcm)
 
 
-def _varlen(n: int) -> bytes:
-  """MIDI variable-length quantity."""
-  out = [n & 0x7F]
-  n >>= 7
-  while n:
-    out.append(0x80 | (n & 0x7F))
-    n >>= 7
-  return bytes(reversed(out))
-
-
-def write_midi(path: str, roll: np.ndarray, step_ticks: int = 240, velocity: int = 80,
-               ticks_per_quarter: int = 480) -> None:
-  """Piano roll [T, 88] (column i = pitch i + 21) -> a format-0 MIDI file, 120 bpm.
-
-  A pitch that stays on over consecutive steps is one held note; the default step is an
-  eighth note (0.25 s)."""
-  roll = np.asarray(roll) > 0.5
-  padded = np.concatenate([np.zeros((1, 88), bool), roll, np.zeros((1, 88), bool)])
-  events, last = bytearray(), 0
-  events += b'\x00\xff\x51\x03' + (500000).to_bytes(3, 'big')  # tempo: 0.5 s per quarter
-  for t in range(1, len(padded)):
-    offs = np.nonzero(padded[t - 1] & ~padded[t])[0]
-    ons = np.nonzero(padded[t] & ~padded[t - 1])[0]
-    for status, pitches, vel in ((0x80, offs, 0), (0x90, ons, velocity)):
-      for p in pitches:
-        events += _varlen((t - 1) * step_ticks - last) + bytes(
-            [status, p + midi.LOWEST_PITCH, vel])
-        last = (t - 1) * step_ticks
-  events += b'\x00\xff\x2f\x00'  # end of track
-  with open(path, 'wb') as f:
-    f.write(b'MThd' + struct.pack('>IHHH', 6, 0, 1, ticks_per_quarter))
-    f.write(b'MTrk' + struct.pack('>I', len(events)) + bytes(events))
+def midi_grid(config) -> Dict[str, float]:
+  """The time grid of written MIDI: midi_folder's own (data.midi_grid), else one step
+  per eighth note at 120 bpm (0.25 s), the Boulanger-Lewandowski sets' rate."""
+  if config.dataset == 'midi_folder':
+    return data_lib.midi_grid(config)
+  return dict(steps_per_quarter=2)
 
 
 def write_piano_roll_png(path: str, roll: np.ndarray, title: str = '') -> None:
@@ -98,6 +72,21 @@ def write_piano_roll_png(path: str, roll: np.ndarray, title: str = '') -> None:
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def data_steps(config, ys: np.ndarray) -> np.ndarray:
+  """Samples as model steps ys [T, N, D] -> each sample in the data's steps (whole
+  steps only): [N, T', 88] piano rolls (music); [N, T', D] raw values (array_folder:
+  the training standardisation undone); [N, samples] normalised audio (speech)."""
+  num = ys.shape[1]
+  streams = np.asarray(ys).transpose(1, 0, 2).reshape(num, -1)  # [N, T * D] elements
+  domain = experiments.DATASETS[config.dataset].domain
+  if domain == 'speech':
+    return streams
+  stats = data_lib.training_normalisation(config)['stats'] if domain == 'array' else None
+  dim = stats.dim if stats else midi.NUM_PITCHES
+  steps = streams[:, :streams.shape[1] // dim * dim].reshape(num, -1, dim)
+  return steps * stats.std + stats.mean if stats and stats.kind == 'real' else steps
 
 
 def sample_workdir(config, workdir: str, *, num_samples: int = 4, num_steps: int = 0,
@@ -128,23 +117,24 @@ def sample_workdir(config, workdir: str, *, num_samples: int = 4, num_steps: int
   log_prob = np.asarray(out['log_prob']).sum(0)  # [N]
 
   np.savez(os.path.join(sample_dir, 'samples.npz'), y=ys, log_prob=log_prob)
-  streams = ys.transpose(1, 0, 2).reshape(num_samples, -1)  # [N, T * D] element streams
   domain = experiments.DATASETS[config.dataset].domain
   files = []
   stats = speech_stats(config) if domain == 'speech' else None
   if domain == 'speech' and stats is None:
     logging.warning('no prepared %s data under %s: writing normalised audio',
                     config.dataset, config.data_dir)
-  for n, stream in enumerate(streams):
+  samples = data_steps(config, ys)
+  if domain == 'array':
+    files.append(os.path.join(sample_dir, 'samples_raw.npy'))
+    np.save(files[-1], samples)  # [N, T, D] raw values
+  for n, sample in enumerate(samples if domain != 'array' else []):
     base = os.path.join(sample_dir, f'sample_{n}')
     if domain == 'speech':
-      write_wav(base + '.wav', stream, stats, config.stride)
+      write_wav(base + '.wav', sample, stats, config.stride)
       files.append(base + '.wav')
     else:
-      roll = stream[:len(stream) // midi.NUM_PITCHES * midi.NUM_PITCHES].reshape(
-          -1, midi.NUM_PITCHES)
-      write_midi(base + '.mid', roll)
-      write_piano_roll_png(base + '.png', roll,
+      midi_folder.write_midi(base + '.mid', sample, **midi_grid(config))
+      write_piano_roll_png(base + '.png', sample,
                            f'{config.model.name} on {config.dataset}, T={temperature}')
       files += [base + '.mid', base + '.png']
   return dict(sample_dir=sample_dir, files=files, steps_per_s=num_steps / run_s,

@@ -332,7 +332,7 @@ def validate(config, evaluator, seqs, eval_rng, done: int, progress: Progress,
   if math.isfinite(valid_ll) and valid_ll > record['best_valid_ll']:
     progress.best_params = own_copy(progress.state.params)
     record.update(best_valid_ll=valid_ll, best_step=done)
-  unit = evaluate.ll_unit(config.normalisation, config.model.d_data)
+  unit = evaluate.ll_unit(config.normalisation, config.model.d_data, config.dataset)
   bar.write(f'step {done}: valid {unit} {valid_ll:.4f} '
             f'(best {record["best_valid_ll"]:.4f} at {record["best_step"]})')
 

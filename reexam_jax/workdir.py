@@ -101,6 +101,19 @@ def check_config(config: ml_collections.ConfigDict, workdir: str,
                          f'({CONFIG_FILE}): {listed}; {advice}')
 
 
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config workdir/config.json records (locked), for callers without a config
+  file (the Python API); UserError when there is none."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  try:
+    with open(path) as f:
+      config = ml_collections.ConfigDict(json.load(f))
+  except (OSError, ValueError) as e:
+    raise errors.UserError(f'{path}: no readable run config ({e}); train first') from e
+  config.lock()
+  return config
+
+
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Records config in workdir/config.json (atomically), unless it holds exactly this config already."""
   path = os.path.join(workdir, CONFIG_FILE)

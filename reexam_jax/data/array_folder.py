@@ -165,8 +165,41 @@ def _standardise(data: Dict[str, List[np.ndarray]], kind: str, min_std: float
   mean, std = train.mean(0), train.std(0)  # [D], [D]
   std = np.where(std > min_std, std, 1.0)
   stats = ArrayStats('real', mean.astype(np.float32), std.astype(np.float32), dim)
-  return ({s: [((x - mean) / std).astype(np.float32) for x in data[s]]
-           for s in folders.SPLITS}, stats)
+  return {s: [apply_stats(x, stats, s) for x in data[s]] for s in folders.SPLITS}, stats
+
+
+def apply_stats(x: np.ndarray, stats: ArrayStats, name: str) -> np.ndarray:
+  """Raw [T, D] values -> the model's: standardised with the train split's stats (real
+  data); UserError naming `name` when D differs or binary data hold other values."""
+  if x.shape[1] != stats.dim:
+    raise errors.UserError(f'{name}: D={x.shape[1]} values per step; the training data '
+                           f'have D={stats.dim}')
+  if stats.kind == 'binary':
+    if not ((x == 0) | (x == 1)).all():
+      raise errors.UserError(f'{name}: values other than 0 and 1; the training data are '
+                             'binary')
+    return x.astype(np.float32)
+  return ((np.asarray(x, np.float64) - stats.mean) / stats.std).astype(np.float32)
+
+
+def read_sequences(path: str) -> List[Tuple[str, np.ndarray]]:
+  """[(name, raw float32 [T, D])] of the .npy/.npz file at path, or of every one under
+  the directory path (sorted by key); name is the file (and array) it came from."""
+  files = _data_files(path)
+  return [seq for key, file in files.items() for seq in _file_sequences(file, key).values()]
+
+
+def _data_files(path: str) -> Dict[str, str]:
+  """{key: file} of the .npy/.npz files under the directory path, or of the file path."""
+  if os.path.isdir(path):
+    files = folders.find_files(path, EXTS)
+  elif os.path.isfile(path) and path.lower().endswith(EXTS):
+    files = {os.path.splitext(os.path.basename(path))[0]: path}
+  else:
+    raise errors.UserError(f'{path}: neither a directory nor an .npy/.npz file')
+  if not files:
+    raise errors.UserError(f'{path}: no .npy/.npz files in it or below')
+  return files
 
 
 def load_array_folder(path: str, kind: str = 'auto', valid_frac: float = 0.1,
@@ -178,15 +211,9 @@ def load_array_folder(path: str, kind: str = 'auto', valid_frac: float = 0.1,
   directory. Every problem with the data is a UserError naming the file."""
   if kind not in KINDS:
     raise ValueError(f'kind={kind!r}: choose one of {KINDS}')
+  files = _data_files(path)
   if os.path.isdir(path):
-    files = folders.find_files(path, EXTS)
     list_dir = list_dir or path
-  elif os.path.isfile(path) and path.lower().endswith(EXTS):
-    files = {os.path.splitext(os.path.basename(path))[0]: path}
-  else:
-    raise errors.UserError(f'{path}: neither a directory nor an .npy/.npz file')
-  if not files:
-    raise errors.UserError(f'{path}: no .npy/.npz files in it or below')
   split_files = [p for p in files.values() if _is_split_file(p)]
   if split_files and len(files) > 1:
     raise errors.UserError(f'{split_files[0]} holds a train/valid/test split, so it must '

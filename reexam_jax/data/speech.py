@@ -15,7 +15,9 @@ dataset in `<prepared dir>/lengths.json` (so streams can plan epochs without rea
 audio).
 """
 import collections.abc
+import contextlib
 import dataclasses
+import io
 import json
 import logging
 import os
@@ -68,17 +70,38 @@ def speech_builder(dataset: str, data_dir: str, *, manual_dir: Optional[str] = N
   cls = BUILDERS[dataset]
   manual_dir = os.path.abspath(manual_dir or data_dir)
   config = cls.make_config(manual_dir, split_seed=split_seed, **options)
-  builder = cls(data_dir=data_dir, config=config)
-  if not builder.is_prepared():
-    if not _writable(data_dir):
-      fallback = default_prepared_dir()
-      logging.info('%s is not writable: preparing %s in %s', data_dir, dataset, fallback)
-      data_dir = fallback
+  with quiet_tfds():
+    builder = cls(data_dir=data_dir, config=config)
+    prepared = builder.is_prepared()
+  if not prepared and not _writable(data_dir):
+    fallback = default_prepared_dir()
+    logging.info('%s is not writable: preparing %s in %s', data_dir, dataset, fallback)
+    data_dir = fallback
+    with quiet_tfds():
       builder = cls(data_dir=data_dir, config=config)
-    if not builder.is_prepared():
-      cls.check_source(manual_dir)
+      prepared = builder.is_prepared()
+  if not prepared:
+    cls.check_source(manual_dir)
+    print(f'preparing {dataset} from {manual_dir} in {data_dir} (once)', flush=True)
+    with quiet_tfds():
       _prepare(builder, data_dir, manual_dir)
   return builder
+
+
+@contextlib.contextmanager
+def quiet_tfds():
+  """TFDS's notices silenced: its absl warnings (a custom builder configuration, a
+  fresh build's missing dataset_info.json) and its 'Downloading and preparing' lines on
+  stdout. They describe TFDS's own catalogue, not a user's data; speech_builder prints
+  the one line that matters."""
+  absl_logger = logging.getLogger('absl')
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    absl_logger.setLevel(level)
 
 
 def _prepare(builder: SpeechBuilder, data_dir: str, manual_dir: str) -> None:
@@ -235,8 +258,9 @@ def open_speech(dataset: str, data_dir: str, *, manual_dir: Optional[str] = None
                      f'{transforms.STRIDE_MODES}')
   builder = speech_builder(dataset, data_dir, manual_dir=manual_dir,
                            split_seed=split_seed, **options)
-  meta = dict(builder.info.metadata)
-  sources = builder.as_data_source()
+  with quiet_tfds():
+    meta = dict(builder.info.metadata)
+    sources = builder.as_data_source()
   path = os.fspath(builder.data_path)
   splits = {s: SpeechSplit(sources[s], meta['mean'], meta['std'], stride, stride_mode,
                            name=s, index_dir=path)

@@ -261,6 +261,7 @@ class SpeechBuilder(tfds.core.DatasetBuilder, skip_registration=True):
     """Decoded examples of one split; for train, records its mean and std."""
     total = (0, 0.0, 0.0)
     for key, path in tqdm.tqdm(files, desc=f'{self.name} {split}', unit=' files',
+                               disable=None,  # no bar when stderr is not a terminal
                                leave=False, mininterval=1.0):
       audio, file_rate = read_audio(path)
       if file_rate != rate and self.builder_config.sample_rate is None:
