@@ -213,7 +213,7 @@ class ZForcingCore(nn.Module):
   remat_chunk: int = 0  # backward LSTM activations recomputed per segment of this many steps
   lstm_impl: str = 'scan'  # backward LSTM: 'scan' | 'cudnn' (layers.LSTMLayer)
   precision: str = 'default'  # matmul precision, see layers.PRECISIONS
-  output_dropped = True  # h_t takes no dropout (spec: none after the cell)
+  output_dropped = True  # no dropout on h_t (as the reference's handwriting SRNN's)
 
   def setup(self):
     self.inp_emb = layers.InputEmbedding(self.d_emb, self.dropout, self.precision)
