@@ -26,6 +26,9 @@ Per model (forward):
   core SRNN    inp_emb on x and y 2 x 2*N*D*E, fwd and bwd LSTM(I=E, L layers),
                prior 2*N*H*M + 2*N*M*2Z (M = 0: 2*N*H*2Z), posterior the same with
                input 2H, lat_rnn LSTM(I=H+Z, 1 layer)
+  core Z-forc. inp_emb on x and y 2 x 2*N*D*E, bwd LSTM(I=E, 1 layer), prior and
+               posterior as SRNN (M > 0), gen_mod 2*N*Z*M, the cell LSTM(I=E+M, 1
+               layer) stepped one t at a time (the same FLOPs, serial)
   factorised   Bernoulli 2*N*H*D; GMM 3 x 2*N*H*D*K (K = 1 on SRNN cores)
   hier (LSTM)  emb_low 2*D*N*E, low LSTM(T=D, S=N, I=E+H, n_low layers), head per
                position: Bernoulli 2*D*N*H, GMM 3 x 2*D*N*H*K
@@ -92,7 +95,15 @@ def forward_flops(config, batch: int = None, restructured: bool = False) -> dict
   out = {}
 
   # High-level core.
-  if spec.latent:
+  if spec.core == 'zforce':
+    z = m.d_lat
+    out['inp_emb'] = 2 * matmul(n, e, d)  # Linear(D, E), shared by x and y
+    out.update(lstm('bwd_rnn', t, b, e, h, 1))
+    out['prior'] = mlp(n, h, m.d_mlp, 2 * z)  # f_t -> (mu, logvar)
+    out['post'] = mlp(n, 2 * h, m.d_mlp, 2 * z)  # [bwd_t, f_t] -> (mu, logvar)
+    out['gen_mod'] = matmul(n, m.d_mlp, z)  # Linear(Z, M)
+    out.update(lstm('fwd_cell', t, b, e + m.d_mlp, h, 1))  # [emb(x_t), gen_mod(z_t)]
+  elif spec.latent:
     z = m.d_lat
     out['inp_emb'] = 2 * matmul(n, e, d)  # Linear(D, E), shared by x and y
     out.update(lstm('fwd_rnn', t, b, e, h, m.n_layer))

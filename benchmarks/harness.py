@@ -53,6 +53,16 @@ SETS = {
         Row('configs/timit_f_rnn.py', batch=4, steps=10),
         Row('configs/timit_rnn_hier.py', batch=1, **SLOW),
     ],
+    # Paper Table 5: Z-forcing against the simplified SRNN (no yardstick preset:
+    # run with --no-torch), TIMIT widths at a small batch and the FSDD widths.
+    'zforcing': [
+        Row('configs/timit_f_srnn.py', batch=4, steps=10),
+        Row('configs/timit_zf_f_srnn.py', batch=4, steps=10),
+        Row('configs/timit_srnn_flat.py:tgt_len=1000', batch=1, **SLOW),
+        Row('configs/timit_zf_srnn_flat.py', batch=1, **SLOW),
+        Row('configs/fsdd_f_srnn.py'),
+        Row('configs/fsdd_zf_f_srnn.py'),
+    ],
 }
 # Mixed precision (bfloat16 matmul operands, float32 accumulation) against the
 # yardstick's float32: what a CPU user gains by opting in.

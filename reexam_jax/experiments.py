@@ -25,14 +25,15 @@ from reexam_jax import errors
 class ModelSpec:
   """A model of the paper: a high-level core and an output model (docs/reference.md,
   "Models"), and the rules that tie the output model to the core."""
-  core: str        # 'rnn' or 'srnn' (stochastic latent variables)
+  core: str        # 'rnn', or with stochastic latent variables 'srnn' (the paper's
+                   # simplified SRNN) or 'zforce' (Z-forcing, Table 5)
   output: str      # 'factorised', 'hier_lstm', 'hier_made' or 'delta'
   split: str = ''  # delta outputs: the leaked elements, 'interleave' (U) or 'random' (V)
 
   @property
   def latent(self) -> bool:
     """Stochastic latent variables: trained with KL annealing, reported as bounds."""
-    return self.core == 'srnn'
+    return self.core in ('srnn', 'zforce')
 
   def n_mix(self, cfg) -> int:
     """Mixture components of the output heads: cfg.n_mix, but one on SRNN cores,
@@ -56,6 +57,8 @@ MODELS = {
     'srnn_hier_made': ModelSpec('srnn', 'hier_made'),  # SRNN-hier of Perm-TIMIT
     'delta_rnn_interleave': ModelSpec('rnn', 'delta', split='interleave'),  # delta-RNN, U
     'delta_rnn_random': ModelSpec('rnn', 'delta', split='random'),  # delta-RNN, V
+    'zf_f_srnn': ModelSpec('zforce', 'factorised'),  # Z-F-SRNN (Table 5)
+    'zf_srnn_flat': ModelSpec('zforce', 'factorised'),  # Z-SRNN-flat (Table 5, D = 1)
 }
 
 
@@ -136,6 +139,12 @@ MODEL_FLAGS = {
                                                        chk_len=3)),
     ('speech', 'delta_rnn_random'): Flags(40, dict(d_data=200, n_layer=2, d_rnn=750,
                                                    d_leak=75)),
+    # Paper Table 5 has no command (spec §11.20): widths for its counts, 17.44M and
+    # 16.98M, at the speech defaults (docs/zforcing.md). zf_aux_weight (> 0: Goyal et
+    # al.'s auxiliary cost, off in the paper's runs) is a field of the Z-forcing configs
+    # only, so the config.json of every existing workdir stays valid.
+    ('speech', 'zf_f_srnn'): Flags(40, dict(d_data=200, d_rnn=1016, zf_aux_weight=0.0)),
+    ('speech', 'zf_srnn_flat'): Flags(1000, dict(d_data=1, d_rnn=1026, zf_aux_weight=0.0)),
     ('midi', 'f_rnn'): Flags(100, dict(d_data=88)),
     ('midi', 'f_srnn'): Flags(100, dict(d_data=88)),
     ('midi', 'rnn_hier'): Flags(100, dict(d_data=88, n_layer=2)),
@@ -172,6 +181,8 @@ PERM_TIMIT_FLAGS = {
 FSDD_FLAGS = {
     'f_rnn': Flags(10, dict(d_data=40, d_rnn=128, d_emb=128, n_layer=2)),
     'f_srnn': Flags(10, dict(d_data=40, d_rnn=128, d_emb=128, d_mlp=128, d_lat=32)),
+    'zf_f_srnn': Flags(10, dict(d_data=40, d_rnn=128, d_emb=128, d_mlp=128, d_lat=32,
+                                zf_aux_weight=0.0)),
     'rnn_hier': Flags(10, dict(d_data=40, d_rnn=128, d_emb=128)),
     'rnn_flat': Flags(400, dict(d_data=1, d_rnn=128, d_emb=128, n_layer=2)),
 }

@@ -51,7 +51,8 @@ def make_loss_fn(model, config):
 
   The loss is the reference's: mean over (T, B) of the NLL and KL summed over the step,
   times loss_elements / D (per sample for speech, per 88-note step for MIDI), in
-  training mode (dropout on, z sampled from the posterior). Metrics are sums with their
+  training mode (dropout on, z sampled from the posterior), plus the core's `aux_cost`
+  where it has one (Z-forcing's auxiliary cost). Metrics are sums with their
   denominators.
   """
   def loss_fn(params, x, y, w, rng):
@@ -60,7 +61,8 @@ def make_loss_fn(model, config):
                       rngs={'dropout': dropout_rng, 'latent': latent_rng})
     t, b, d = y.shape
     nll, kl = -out['log_prob'].sum(), out['kl'].sum()
-    loss = (nll + w * kl) * config.loss_elements / (d * t * b)
+    aux = out['aux_cost'].sum() if 'aux_cost' in out else 0.0  # training-only term
+    loss = (nll + w * kl + aux) * config.loss_elements / (d * t * b)
     return loss, dict(loss=loss, nll=nll, kl=kl, elements=jnp.float32(t * b * d))
 
   return loss_fn

@@ -52,6 +52,8 @@ CASES = {
     'srnn_hier_made': ('srnn_hier_made', 'gmm', {}),
     'delta_rnn_interleave': ('delta_rnn_interleave', 'gmm', dict(chk_len=2)),
     'delta_rnn_random': ('delta_rnn_random', 'gmm', dict(d_leak=2)),
+    'zf_f_srnn': ('zf_f_srnn', 'gmm', {}),
+    'zf_srnn_flat': ('zf_srnn_flat', 'gmm', {}),
     'rnn_hier_made_joint_ln': ('rnn_hier_made', 'gmm', dict(joint_layernorm=True)),
     # Bernoulli (MIDI-style: single-linear SRNN prior/posterior, shared hier head).
     'f_rnn_bern': ('f_rnn', 'bernoulli', {}),
@@ -64,6 +66,7 @@ CASES = {
     'rnn_hier_made_joint_ln_bern': ('rnn_hier_made', 'bernoulli', dict(joint_layernorm=True)),
     'delta_rnn_interleave_bern': ('delta_rnn_interleave', 'bernoulli', dict(chk_len=2)),
     'delta_rnn_random_bern': ('delta_rnn_random', 'bernoulli', dict(d_leak=1)),
+    'zf_f_srnn_bern': ('zf_f_srnn', 'bernoulli', dict(d_mlp=8)),  # MLP nets always
 }
 DENSITIES = [c for c in CASES if 'joint_ln' not in c]  # valid densities (not the quirk)
 HEADS = (layers.GMMHead, layers.BernoulliHead)
@@ -242,7 +245,7 @@ def test_causality(case):
   assert missing == []
 
 
-@pytest.mark.parametrize('case', ['f_srnn'])
+@pytest.mark.parametrize('case', ['f_srnn', 'zf_f_srnn'])
 def test_posterior_latent_sees_future_targets(case):
   """With z from the posterior (it reads y[t:] through the backward LSTM), the check
   above flags dependence on later targets: the causality test can fail."""

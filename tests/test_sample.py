@@ -2,7 +2,6 @@
 teacher-forced models, and the sampling command end to end (wav, MIDI, piano roll)."""
 import os
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,6 +28,8 @@ FAMILIES = [  # every model of the registry, every output model with both heads
     ('srnn_hier_made', dict(d_data=4, d_nade=3, head='bernoulli')),
     ('delta_rnn_interleave', dict(d_data=5, chk_len=2, n_mix=2)),
     ('delta_rnn_random', dict(d_data=4, d_leak=2, head='bernoulli')),
+    ('zf_f_srnn', dict(d_data=3, d_mlp=4)),
+    ('zf_srnn_flat', dict(d_data=1, d_mlp=4, head='bernoulli')),
 ]
 
 
@@ -58,18 +59,12 @@ def _data(head, d, key=2):
 
 
 def _teacher_forced(model, params, x, y):
-  """model.apply's log_prob [T, B, D] and the z [T, B, Z] it drew (read off lat_rnn's
-  input with a method interceptor; None for RNNs)."""
-  seen = {}
-
-  def grab(next_fun, args, kwargs, context):
-    if context.module.name == 'lat_rnn' and context.method_name == '__call__':
-      seen['z'] = args[0][..., model.core.d_rnn:]
-    return next_fun(*args, **kwargs)
-
-  with nn.intercept_methods(grab):
-    out = model.apply({'params': params}, x, y, rngs={'latent': jax.random.key(3)})
-  return out['log_prob'], seen.get('z')
+  """model.apply's log_prob [T, B, D] and the z [T, B, Z] it drew (the latent cores sow
+  it; None for RNNs)."""
+  out, inter = model.apply({'params': params}, x, y, rngs={'latent': jax.random.key(3)},
+                           mutable=['intermediates'])
+  z = inter.get('intermediates', {}).get('core', {}).get('z')
+  return out['log_prob'], None if z is None else z[0]
 
 
 def _step_wise(model, params, x, y, z):

@@ -1,4 +1,4 @@
-"""The models of the paper: a high-level core (RNN, SRNN) plus an output model
+"""The models of the paper: a high-level core (RNN, SRNN, Z-forcing SRNN) plus an output model
 (factorised, hierarchical LSTM, hierarchical masked MLP, delta split). The registry,
 name -> ModelSpec, is `experiments.MODELS` (light, no JAX: the configs and the FLOP
 counter read it too); `build_model` builds one from a model config.
@@ -66,6 +66,18 @@ def split_seed(cfg, seed: int) -> int:
   return cfg.split_seed
 
 
+def _zforcing_core(cfg, precision: str) -> cores.ZForcingCore:
+  """The Z-forcing core of cfg: one cell and one backward layer, an MLP prior and
+  posterior (d_mlp > 0); zf_aux_weight, the auxiliary cost's weight, 0 when absent."""
+  if cfg.n_layer != 1 or cfg.d_mlp <= 0:
+    raise errors.UserError(f'{cfg.name}: the Z-forcing core has one LSTM layer each way and '
+                           f'MLP prior/posterior nets (n_layer=1, d_mlp > 0); got '
+                           f'n_layer={cfg.n_layer}, d_mlp={cfg.d_mlp}')
+  return cores.ZForcingCore(cfg.d_rnn, cfg.d_emb, cfg.d_lat, cfg.d_mlp, cfg.dropout,
+                            cfg.get('zf_aux_weight', 0.0), cfg.remat_chunk, cfg.lstm_impl,
+                            precision)
+
+
 def build_model(cfg, seed: int = 0, precision: str = 'default') -> SequenceModel:
   """Builds the model named by `cfg.name` from a model ConfigDict (see configs).
 
@@ -85,10 +97,12 @@ def build_model(cfg, seed: int = 0, precision: str = 'default') -> SequenceModel
   if spec.core == 'rnn':
     core = cores.RNNCore(cfg.d_rnn, cfg.d_emb, cfg.n_layer, cfg.dropout, cfg.remat_chunk,
                          cfg.lstm_impl, precision)
-  else:
+  elif spec.core == 'srnn':
     core = cores.SRNNCore(cfg.d_rnn, cfg.d_emb, cfg.d_lat, cfg.d_mlp, cfg.n_layer,
                           cfg.dropout, cfg.remat_chunk, cfg.lstm_impl,
                           precision)
+  else:
+    core = _zforcing_core(cfg, precision)
   # Heads of models whose core leaves h undropped apply the model's dropout to h.
   input_dropout = 0.0 if core.output_dropped else cfg.dropout
   n_mix = spec.n_mix(cfg)

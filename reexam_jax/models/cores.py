@@ -1,12 +1,14 @@
-"""High-level recurrent cores: they turn the inputs x[<=t] (and, for the SRNN, the
-targets through a backward LSTM) into one context vector h_t per step.
+"""High-level recurrent cores: they turn the inputs x[<=t] (and, for the SRNN and
+Z-forcing cores, the targets through a backward LSTM) into one context vector h_t per step.
 
 `__call__` runs whole chunks (training, scoring) and returns a dict with
   h:          [T, B, H] context for the output model,
   kl:         [T, B] analytic KL(q || p) summed over the latent units (0 for the RNN),
   log_ratio:  [T, B] log p(z) - log s(z) of the sampled z under its sampling
               distribution s (the posterior, or the prior itself), summed over units;
-              what importance-weighted bounds add to log p(y | z).
+              what importance-weighted bounds add to log p(y | z);
+  aux_cost:   [T, B] (Z-forcing with an auxiliary cost only) a term of the training
+              loss that no reported likelihood or bound includes.
 `step` runs one step of generation with the same submodules and parameters, from the
 state `initial_carry` gives or the previous step returned. The attribute
 `output_dropped` says whether h already went through dropout.
@@ -27,6 +29,48 @@ def zero_states(num_layers: int, batch: int, hidden: int):
   from (docs/reference.md, "Evaluation")."""
   zeros = jnp.zeros((batch, hidden), jnp.float32)
   return [(zeros, zeros)] * num_layers
+
+
+# ----------------------------------------------------------------------------------------
+# Diagonal-Gaussian latents, shared by the SRNN and Z-forcing cores. A Gaussian is
+# (mu, logvar), each [..., Z].
+# ----------------------------------------------------------------------------------------
+def gaussian_params(net, inp, deterministic: bool):
+  """(mu, logvar) [..., Z] of a prior or posterior net, its 2Z outputs clamped."""
+  out = jnp.clip(net(inp, deterministic=deterministic), -LATENT_CLAMP, LATENT_CLAMP)
+  return tuple(jnp.split(out, 2, axis=-1))
+
+
+def sampling_gaussian(latent_source: str, posterior, prior):
+  """The Gaussian z is drawn from: the posterior (training, ELBO) or the prior (the
+  prior-sampled estimate)."""
+  if latent_source == 'posterior':
+    return posterior
+  if latent_source == 'prior':
+    return prior
+  raise ValueError(f'latent_source must be "posterior" or "prior", got {latent_source!r}')
+
+
+def reparameterise(gaussian, eps):
+  """z = mu + exp(logvar / 2) * eps."""
+  mu, logvar = gaussian
+  return mu + jnp.exp(0.5 * logvar) * eps
+
+
+def sample_prior(prior, key, temperature):
+  """A generation draw [..., Z] from the prior with its standard deviations times
+  sqrt(temperature)."""
+  mu, logvar = prior
+  return mu + jnp.exp(0.5 * logvar) * jnp.sqrt(temperature) * jax.random.normal(key, mu.shape)
+
+
+def latent_terms(z, posterior, prior, source):
+  """(kl, log_ratio) [...]: analytic KL(q || p) and log p(z) - log s(z) for the z drawn
+  from `source`, each summed over the Z units."""
+  kl = likelihoods.diag_gaussian_kl(*posterior, *prior).sum(-1)
+  log_ratio = (likelihoods.diag_gaussian_log_prob(z, *prior)
+               - likelihoods.diag_gaussian_log_prob(z, *source)).sum(-1)
+  return kl, log_ratio
 
 
 class RNNCore(nn.Module):
@@ -101,35 +145,21 @@ class SRNNCore(nn.Module):
     # Flax's name for a compact module's first Dropout: the RNG path of its masks.
     self.h_dropout = layers.Dropout(self.dropout, name='Dropout_0')
 
-  def _latent_params(self, net, inp, deterministic):
-    """(mu, logvar) [..., Z] of the prior or posterior net, clamped."""
-    out = jnp.clip(net(inp, deterministic=deterministic), -LATENT_CLAMP, LATENT_CLAMP)
-    return jnp.split(out, 2, axis=-1)
-
   def __call__(self, x, y, *, deterministic: bool, latent_source: str = 'posterior'):
     emb = lambda v: self.inp_emb(v, deterministic=deterministic)
     fwd, _ = self.fwd_rnn(emb(x), deterministic=deterministic)  # [T, B, H]
     bwd, _ = self.bwd_rnn(emb(y)[::-1], deterministic=deterministic)
     bwd = bwd[::-1]  # [T, B, H]
-    mu_p, logvar_p = self._latent_params(self.prior, fwd, deterministic)
-    mu_q, logvar_q = self._latent_params(
-        self.post, jnp.concatenate([bwd, fwd], axis=-1), deterministic)  # [T, B, Z] each
-
-    if latent_source == 'posterior':
-      mu_s, logvar_s = mu_q, logvar_q
-    elif latent_source == 'prior':
-      mu_s, logvar_s = mu_p, logvar_p
-    else:
-      raise ValueError(f'latent_source must be "posterior" or "prior", got {latent_source!r}')
-    eps = jax.random.normal(self.make_rng('latent'), mu_s.shape, mu_s.dtype)
-    z = mu_s + jnp.exp(0.5 * logvar_s) * eps  # [T, B, Z]
+    prior = gaussian_params(self.prior, fwd, deterministic)
+    post = gaussian_params(self.post, jnp.concatenate([bwd, fwd], axis=-1), deterministic)
+    source = sampling_gaussian(latent_source, post, prior)
+    eps = jax.random.normal(self.make_rng('latent'), source[0].shape, source[0].dtype)
+    z = reparameterise(source, eps)  # [T, B, Z]
+    self.sow('intermediates', 'z', z)
 
     h, _ = self.lat_rnn(jnp.concatenate([fwd, z], axis=-1), deterministic=deterministic)
     h = self.h_dropout(h, deterministic=deterministic)
-
-    kl = likelihoods.diag_gaussian_kl(mu_q, logvar_q, mu_p, logvar_p).sum(-1)
-    log_ratio = (likelihoods.diag_gaussian_log_prob(z, mu_p, logvar_p)
-                 - likelihoods.diag_gaussian_log_prob(z, mu_s, logvar_s)).sum(-1)
+    kl, log_ratio = latent_terms(z, post, prior, source)
     return dict(h=h, kl=kl, log_ratio=log_ratio)
 
   def initial_carry(self, batch: int):
@@ -147,11 +177,99 @@ class SRNNCore(nn.Module):
     fwd_states, lat_states = carry
     fwd, fwd_states = self.fwd_rnn(self.inp_emb(x[None], deterministic=True),
                                    deterministic=True, initial_states=fwd_states)  # [1, B, H]
-    mu, logvar = (a[0] for a in self._latent_params(self.prior, fwd, True))  # [B, Z] each
+    prior = gaussian_params(self.prior, fwd[0], True)  # [B, Z] each
     if z is None:
-      std = jnp.exp(0.5 * logvar) * jnp.sqrt(temperature)
-      z = mu + std * jax.random.normal(key, mu.shape)
-    log_pz = likelihoods.diag_gaussian_log_prob(z, mu, logvar).sum(-1)
+      z = sample_prior(prior, key, temperature)
+    log_pz = likelihoods.diag_gaussian_log_prob(z, *prior).sum(-1)
     h, lat_states = self.lat_rnn(jnp.concatenate([fwd, z[None]], axis=-1),
                                  deterministic=True, initial_states=lat_states)
     return (fwd_states, lat_states), h[0], log_pz
+
+
+class ZForcingCore(nn.Module):
+  """The Z-forcing SRNN of Goyal et al. (2017), as the reference's handwriting
+  `srnn_zforce` (docs/reference.md, "Models"): z_t feeds the forward recurrence, so
+  prior and posterior see z_<t and the steps must run one after another.
+
+  bwd = flip(LSTM_b(flip(emb(y)))) as in SRNNCore; then, from f_0 = 0, for each t:
+    prior p(z_t | f_t), posterior q(z_t | bwd_t, f_t) (input [bwd, f]),
+    z_t = mu + sigma * eps_t from the posterior (or the prior, `latent_source`),
+    h_t = LSTMCell([emb(x_t), gen_mod(z_t)], state), and f_{t+1} = h_t.
+  The reference's handwriting nets have no dropout in prior, posterior, gen_mod or on
+  h_t; `dropout` applies to the input embedding only. The cell (an LSTMCell there) keeps
+  PyTorch's uniform W_hh; the backward LSTM's is orthogonal.
+
+  aux_weight > 0 adds Goyal et al.'s auxiliary cost (the reference has none): a net
+  predicts bwd_t from z_t as a diagonal Gaussian, and `aux_cost` [T, B] = aux_weight *
+  -log N(bwd_t; aux(z_t)) joins the training loss only. bwd_t is a fixed target there
+  (stop_gradient): the cost shapes z, and cannot be lowered by shrinking bwd.
+  """
+  d_rnn: int
+  d_emb: int
+  d_lat: int
+  d_mlp: int  # M: prior/posterior/aux hidden width and gen_mod's output
+  dropout: float = 0.0
+  aux_weight: float = 0.0
+  remat_chunk: int = 0  # backward LSTM activations recomputed per segment of this many steps
+  lstm_impl: str = 'scan'  # backward LSTM: 'scan' | 'cudnn' (layers.LSTMLayer)
+  precision: str = 'default'  # matmul precision, see layers.PRECISIONS
+  output_dropped = True  # no dropout on h_t (as the reference's handwriting SRNN's)
+
+  def setup(self):
+    self.inp_emb = layers.InputEmbedding(self.d_emb, self.dropout, self.precision)
+    self.bwd_rnn = layers.LSTM(self.d_rnn, 1, remat_chunk=self.remat_chunk,
+                               impl=self.lstm_impl, precision=self.precision)
+    mlp = lambda features: layers.MLP((self.d_mlp,), features, 0.0, self.precision)
+    self.prior = mlp(2 * self.d_lat)
+    self.post = mlp(2 * self.d_lat)
+    self.gen_mod = layers.TorchDense(self.d_mlp, precision=self.precision)
+    self.fwd_cell = layers.LSTMLayer(self.d_rnn, orthogonal_hh=False, precision=self.precision)
+    if self.aux_weight > 0:
+      self.aux = mlp(2 * self.d_rnn)
+
+  def _advance(self, state, emb, z):
+    """The cell's step: state (h, c) [B, H], emb [B, E], z [B, Z] -> (h [B, H], state)."""
+    inp = jnp.concatenate([emb, self.gen_mod(z)], axis=-1)  # [B, E + M]
+    h, state = self.fwd_cell(inp[None], state)  # [1, B, H]
+    return h[0], state
+
+  def __call__(self, x, y, *, deterministic: bool, latent_source: str = 'posterior'):
+    emb = lambda v: self.inp_emb(v, deterministic=deterministic)
+    bwd, _ = self.bwd_rnn(emb(y)[::-1], deterministic=deterministic)
+    bwd = bwd[::-1]  # [T, B, H]
+    eps = jax.random.normal(self.make_rng('latent'), bwd.shape[:-1] + (self.d_lat,))
+
+    def body(core, state, inputs):  # one step t; state: the cell's (h, c) [B, H]
+      emb_t, bwd_t, eps_t = inputs
+      f = state[0]
+      prior = gaussian_params(core.prior, f, True)
+      post = gaussian_params(core.post, jnp.concatenate([bwd_t, f], axis=-1), True)
+      z = reparameterise(sampling_gaussian(latent_source, post, prior), eps_t)  # [B, Z]
+      h, state = core._advance(state, emb_t, z)
+      return state, (h, z, post, prior)
+
+    scan = nn.scan(body, variable_broadcast='params', split_rngs={'params': False})
+    _, (h, z, post, prior) = scan(self, self.initial_carry(x.shape[1]), (emb(x), bwd, eps))
+    self.sow('intermediates', 'z', z)  # [T, B, Z]
+    kl, log_ratio = latent_terms(z, post, prior, sampling_gaussian(latent_source, post, prior))
+    out = dict(h=h, kl=kl, log_ratio=log_ratio)
+    if self.aux_weight > 0:
+      aux = gaussian_params(self.aux, z, True)  # over bwd's H units
+      log_p = likelihoods.diag_gaussian_log_prob(jax.lax.stop_gradient(bwd), *aux).sum(-1)
+      out['aux_cost'] = -self.aux_weight * log_p  # [T, B]
+    return out
+
+  def initial_carry(self, batch: int):
+    """The cell's zero (h, c) [B, H]: f_0 = 0 at a chunk's first step."""
+    zeros = jnp.zeros((batch, self.d_rnn), jnp.float32)
+    return zeros, zeros
+
+  def step(self, carry, x, key, temperature=1.0, z=None):
+    """One step: x [B, D] -> (carry, h [B, H], log_pz [B]); z_t drawn from the prior
+    p(z_t | f_t) unless given, as SRNNCore.step."""
+    prior = gaussian_params(self.prior, carry[0], True)  # [B, Z] each
+    if z is None:
+      z = sample_prior(prior, key, temperature)
+    log_pz = likelihoods.diag_gaussian_log_prob(z, *prior).sum(-1)
+    h, carry = self._advance(carry, self.inp_emb(x, deterministic=True), z)
+    return carry, h, log_pz
