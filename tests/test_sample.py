@@ -29,6 +29,10 @@ FAMILIES = [  # every model of the registry, every output model with both heads
     ('srnn_hier_made', dict(d_data=4, d_nade=3, head='bernoulli')),
     ('delta_rnn_interleave', dict(d_data=5, chk_len=2, n_mix=2)),
     ('delta_rnn_random', dict(d_data=4, d_leak=2, head='bernoulli')),
+    ('f_rnn_hw', dict(d_data=3, n_layer=2, n_mix=2, head='handwriting')),
+    ('rnn_hier_hw', dict(d_data=3, n_mix=2, head='handwriting', bivariate=True)),
+    ('f_srnn_hw', dict(d_data=3, d_mlp=4, n_mix=2, head='handwriting', bivariate=True)),
+    ('srnn_hier_hw', dict(d_data=3, d_mlp=4, n_mix=2, head='handwriting')),
 ]
 
 
@@ -52,6 +56,10 @@ def _data(head, d, key=2):
   k = jax.random.key(key)
   if head == 'bernoulli':
     seq = jax.random.bernoulli(k, 0.4, (T + 1, B, d)).astype(jnp.float32)
+  elif head == 'handwriting':  # (pen, dx, dy)
+    pen = jax.random.bernoulli(k, 0.4, (T + 1, B, 1)).astype(jnp.float32)
+    seq = jnp.concatenate([pen, jax.random.normal(jax.random.fold_in(k, 1), (T + 1, B, 2))],
+                          -1)
   else:
     seq = jax.random.normal(k, (T + 1, B, d))
   return seq[:-1], seq[1:]
@@ -59,12 +67,15 @@ def _data(head, d, key=2):
 
 def _teacher_forced(model, params, x, y):
   """model.apply's log_prob [T, B, D] and the z [T, B, Z] it drew (read off lat_rnn's
-  input with a method interceptor; None for RNNs)."""
+  input, or the handwriting SRNN's gen_mod input, with a method interceptor; None for
+  RNNs)."""
   seen = {}
 
   def grab(next_fun, args, kwargs, context):
     if context.module.name == 'lat_rnn' and context.method_name == '__call__':
       seen['z'] = args[0][..., model.core.d_rnn:]
+    if context.module.name == 'gen_mod' and context.method_name == '__call__':
+      seen['z'] = args[0]
     return next_fun(*args, **kwargs)
 
   with nn.intercept_methods(grab):

@@ -27,7 +27,7 @@ def load_dataset(config) -> Dict[str, List[np.ndarray]]:
   file that is not what its loader expects, an empty split, a d_data that does not
   divide the elements of a step.
   """
-  if (not os.path.isdir(config.data_dir)
+  if (not os.path.isdir(config.data_dir) and not _is_stroke3_file(config)
       and config.data_dir != experiments.default_data_dir(config.dataset)):
     raise errors.UserError(f'--config.data_dir={config.data_dir}: no such directory')
   data = _load(config)
@@ -50,7 +50,43 @@ def _load(config) -> Dict[str, List[np.ndarray]]:
     if config.stream_from_disk:
       return speech.open_speech(dataset, prepared_dir, **kwargs).as_dict()
     return speech.load_speech(dataset, prepared_dir, **kwargs)
+  if config.dataset in HANDWRITING_DATASETS:
+    return _load_handwriting(config)
   raise errors.UserError(f'--config.dataset={config.dataset}: unknown dataset')
+
+
+HANDWRITING_DATASETS = ('iamondb', 'stroke3')
+
+
+def _is_stroke3_file(config) -> bool:
+  """stroke3's data_dir may name one .npz file instead of a directory of them."""
+  return config.dataset == 'stroke3' and os.path.isfile(config.data_dir)
+
+
+def _load_handwriting(config) -> Dict[str, List[np.ndarray]]:
+  """(pen, dx, dy) steps: IAM-OnDB from its lineStrokes/ tree (data_dir is that tree or
+  the directory holding it), stroke-3 from an .npz file or a directory of them.
+  IAM-OnDB has no test split: its 'test' is the validation split, as the paper
+  reports validation LL (evaluate.test_split labels the results)."""
+  from reexam_jax.data import handwriting  # pylint: disable=g-import-not-at-top
+  if config.dataset == 'stroke3':
+    data = handwriting.load_stroke3(config.data_dir)
+    return {split: data[split] for split in midi.SPLITS}
+  from reexam_jax.data import iamondb_builder  # pylint: disable=g-import-not-at-top
+  data = iamondb_builder.load_iamondb(config.data_dir, config.prepared_dir)
+  return dict(train=data['train'], valid=data['valid'], test=data['valid'])
+
+
+def handwriting_stats(config):
+  """(mean [2], std) of config's handwriting offsets, to draw steps in the data's own
+  units; loads the data (a prepared IAM-OnDB is read, not rebuilt)."""
+  from reexam_jax.data import handwriting  # pylint: disable=g-import-not-at-top
+  if config.dataset == 'stroke3':
+    data = handwriting.load_stroke3(config.data_dir)
+  else:
+    from reexam_jax.data import iamondb_builder  # pylint: disable=g-import-not-at-top
+    data = iamondb_builder.load_iamondb(config.data_dir, config.prepared_dir)
+  return data['mean'], data['std']
 
 
 def _check_d_data(seqs, d_data: int, dataset: str) -> None:

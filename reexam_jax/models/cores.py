@@ -29,6 +29,39 @@ def zero_states(num_layers: int, batch: int, hidden: int):
   return [(zeros, zeros)] * num_layers
 
 
+def latent_params(net, inp, deterministic: bool):
+  """(mu, logvar) [..., Z] of a prior or posterior net's output, clamped."""
+  out = jnp.clip(net(inp, deterministic=deterministic), -LATENT_CLAMP, LATENT_CLAMP)
+  return jnp.split(out, 2, axis=-1)
+
+
+def draw_latent(key, latent_source: str, prior, posterior):
+  """z [T, B, Z] from the posterior or the prior ((mu, logvar) pairs), with the KL [T, B]
+  of the posterior from the prior and log_ratio [T, B] = log p(z) - log s(z) under the
+  sampling distribution s, both summed over the latent units."""
+  if latent_source == 'posterior':
+    mu_s, logvar_s = posterior
+  elif latent_source == 'prior':
+    mu_s, logvar_s = prior
+  else:
+    raise ValueError(f'latent_source must be "posterior" or "prior", got {latent_source!r}')
+  eps = jax.random.normal(key, mu_s.shape, mu_s.dtype)
+  z = mu_s + jnp.exp(0.5 * logvar_s) * eps
+  kl = likelihoods.diag_gaussian_kl(*posterior, *prior).sum(-1)
+  log_ratio = (likelihoods.diag_gaussian_log_prob(z, *prior)
+               - likelihoods.diag_gaussian_log_prob(z, mu_s, logvar_s)).sum(-1)
+  return z, kl, log_ratio
+
+
+def prior_latent(mu, logvar, key, temperature, z=None):
+  """One generation step's z [B, Z] from the prior, its standard deviations times
+  sqrt(temperature), unless given (teacher-forced scoring); -> (z, log p(z) [B])."""
+  if z is None:
+    std = jnp.exp(0.5 * logvar) * jnp.sqrt(temperature)
+    z = mu + std * jax.random.normal(key, mu.shape)
+  return z, likelihoods.diag_gaussian_log_prob(z, mu, logvar).sum(-1)
+
+
 class RNNCore(nn.Module):
   """h = LSTM(emb(x)): the deterministic core (dropout on h is the output's business)."""
   d_rnn: int
@@ -38,12 +71,15 @@ class RNNCore(nn.Module):
   remat_chunk: int = 0  # LSTM activations recomputed per segment of this many steps
   lstm_impl: str = 'scan'  # 'scan' | 'cudnn' (layers.LSTMLayer)
   precision: str = 'default'  # matmul precision, see layers.PRECISIONS
+  inter_layer_dropout: bool = True  # dropout between LSTM layers (handwriting: none)
   output_dropped = False
 
   def setup(self):
     self.inp_emb = layers.InputEmbedding(self.d_emb, self.dropout, self.precision)
-    self.rnn = layers.LSTM(self.d_rnn, self.n_layer, self.dropout, remat_chunk=self.remat_chunk,
-                           impl=self.lstm_impl, precision=self.precision)
+    self.rnn = layers.LSTM(self.d_rnn, self.n_layer,
+                           self.dropout if self.inter_layer_dropout else 0.0,
+                           remat_chunk=self.remat_chunk, impl=self.lstm_impl,
+                           precision=self.precision)
 
   def __call__(self, x, y, *, deterministic: bool, latent_source: str = 'posterior'):
     del y, latent_source  # the deterministic core never sees targets
@@ -101,35 +137,18 @@ class SRNNCore(nn.Module):
     # Flax's name for a compact module's first Dropout: the RNG path of its masks.
     self.h_dropout = layers.Dropout(self.dropout, name='Dropout_0')
 
-  def _latent_params(self, net, inp, deterministic):
-    """(mu, logvar) [..., Z] of the prior or posterior net, clamped."""
-    out = jnp.clip(net(inp, deterministic=deterministic), -LATENT_CLAMP, LATENT_CLAMP)
-    return jnp.split(out, 2, axis=-1)
-
   def __call__(self, x, y, *, deterministic: bool, latent_source: str = 'posterior'):
     emb = lambda v: self.inp_emb(v, deterministic=deterministic)
     fwd, _ = self.fwd_rnn(emb(x), deterministic=deterministic)  # [T, B, H]
     bwd, _ = self.bwd_rnn(emb(y)[::-1], deterministic=deterministic)
     bwd = bwd[::-1]  # [T, B, H]
-    mu_p, logvar_p = self._latent_params(self.prior, fwd, deterministic)
-    mu_q, logvar_q = self._latent_params(
-        self.post, jnp.concatenate([bwd, fwd], axis=-1), deterministic)  # [T, B, Z] each
-
-    if latent_source == 'posterior':
-      mu_s, logvar_s = mu_q, logvar_q
-    elif latent_source == 'prior':
-      mu_s, logvar_s = mu_p, logvar_p
-    else:
-      raise ValueError(f'latent_source must be "posterior" or "prior", got {latent_source!r}')
-    eps = jax.random.normal(self.make_rng('latent'), mu_s.shape, mu_s.dtype)
-    z = mu_s + jnp.exp(0.5 * logvar_s) * eps  # [T, B, Z]
+    prior = latent_params(self.prior, fwd, deterministic)
+    post = latent_params(self.post, jnp.concatenate([bwd, fwd], axis=-1),
+                         deterministic)  # (mu, logvar) [T, B, Z] each
+    z, kl, log_ratio = draw_latent(self.make_rng('latent'), latent_source, prior, post)
 
     h, _ = self.lat_rnn(jnp.concatenate([fwd, z], axis=-1), deterministic=deterministic)
     h = self.h_dropout(h, deterministic=deterministic)
-
-    kl = likelihoods.diag_gaussian_kl(mu_q, logvar_q, mu_p, logvar_p).sum(-1)
-    log_ratio = (likelihoods.diag_gaussian_log_prob(z, mu_p, logvar_p)
-                 - likelihoods.diag_gaussian_log_prob(z, mu_s, logvar_s)).sum(-1)
     return dict(h=h, kl=kl, log_ratio=log_ratio)
 
   def initial_carry(self, batch: int):
@@ -147,11 +166,67 @@ class SRNNCore(nn.Module):
     fwd_states, lat_states = carry
     fwd, fwd_states = self.fwd_rnn(self.inp_emb(x[None], deterministic=True),
                                    deterministic=True, initial_states=fwd_states)  # [1, B, H]
-    mu, logvar = (a[0] for a in self._latent_params(self.prior, fwd, True))  # [B, Z] each
-    if z is None:
-      std = jnp.exp(0.5 * logvar) * jnp.sqrt(temperature)
-      z = mu + std * jax.random.normal(key, mu.shape)
-    log_pz = likelihoods.diag_gaussian_log_prob(z, mu, logvar).sum(-1)
+    mu, logvar = (a[0] for a in latent_params(self.prior, fwd, True))  # [B, Z] each
+    z, log_pz = prior_latent(mu, logvar, key, temperature, z)
     h, lat_states = self.lat_rnn(jnp.concatenate([fwd, z[None]], axis=-1),
                                  deterministic=True, initial_states=lat_states)
     return (fwd_states, lat_states), h[0], log_pz
+
+
+class HandwritingSRNNCore(nn.Module):
+  """The handwriting SRNN (docs/reference.md, "Models"; spec §4 and quirk 17), which
+  differs from the speech/MIDI one: all LSTMs single-layer (n_layer is ignored), only
+  the backward one with an orthogonal W_hh; prior p(z_t | fwd_t) and posterior
+  q(z_t | bwd_t, fwd_t) are Linear-LReLU-Linear without dropout, clamped like the SRNN's;
+  and h_t = forward_h([emb(x_t), gen_mod(z_t)]) reads the input embedding and the
+  projected latent, not fwd_t. h is not dropped out (`output_dropped`: the heads must
+  not drop it either). `latent_source` and `step` as SRNNCore.
+  """
+  d_rnn: int
+  d_emb: int
+  d_lat: int
+  d_mlp: int
+  dropout: float = 0.0  # of the input embedding only
+  precision: str = 'default'  # matmul precision, see layers.PRECISIONS
+  output_dropped = True
+
+  def setup(self):
+    self.inp_emb = layers.InputEmbedding(self.d_emb, self.dropout, self.precision)
+    lstm = lambda orthogonal, name: layers.LSTM(self.d_rnn, 1, orthogonal_hh=orthogonal,
+                                                precision=self.precision, name=name)
+    self.bwd_rnn = lstm(True, 'bwd_rnn')
+    self.forward_z = lstm(False, 'forward_z')  # the context of the prior and posterior
+    self.forward_h = lstm(False, 'forward_h')  # the context of the output
+    self.prior = layers.MLP((self.d_mlp,), 2 * self.d_lat, 0.0, self.precision)
+    self.post = layers.MLP((self.d_mlp,), 2 * self.d_lat, 0.0, self.precision)
+    self.gen_mod = layers.TorchDense(self.d_mlp, precision=self.precision)
+
+  def _output_context(self, emb_x, z, states=None):
+    """h = forward_h([emb(x), gen_mod(z)]) [T, B, H], and forward_h's final states."""
+    return self.forward_h(jnp.concatenate([emb_x, self.gen_mod(z)], axis=-1),
+                          deterministic=True, initial_states=states)
+
+  def __call__(self, x, y, *, deterministic: bool, latent_source: str = 'posterior'):
+    emb_x = self.inp_emb(x, deterministic=deterministic)  # [T, B, E]
+    emb_y = self.inp_emb(y, deterministic=deterministic)
+    fwd, _ = self.forward_z(emb_x, deterministic=True)  # [T, B, H]
+    bwd = self.bwd_rnn(emb_y[::-1], deterministic=True)[0][::-1]  # [T, B, H]
+    prior = latent_params(self.prior, fwd, True)
+    post = latent_params(self.post, jnp.concatenate([bwd, fwd], axis=-1), True)
+    z, kl, log_ratio = draw_latent(self.make_rng('latent'), latent_source, prior, post)
+    h, _ = self._output_context(emb_x, z)
+    return dict(h=h, kl=kl, log_ratio=log_ratio)
+
+  def initial_carry(self, batch: int):
+    """The zero states (forward_z, forward_h) of a sequence's first step."""
+    return zero_states(1, batch, self.d_rnn), zero_states(1, batch, self.d_rnn)
+
+  def step(self, carry, x, key, temperature=1.0, z=None):
+    """One step: x [B, D] -> (carry, h [B, H], log_pz [B]); z as SRNNCore.step."""
+    z_states, h_states = carry
+    emb_x = self.inp_emb(x[None], deterministic=True)  # [1, B, E]
+    fwd, z_states = self.forward_z(emb_x, deterministic=True, initial_states=z_states)
+    mu, logvar = (a[0] for a in latent_params(self.prior, fwd, True))  # [B, Z] each
+    z, log_pz = prior_latent(mu, logvar, key, temperature, z)
+    h, h_states = self._output_context(emb_x, z[None], h_states)
+    return (z_states, h_states), h[0], log_pz
