@@ -111,6 +111,7 @@ class Dataset:
   # The split reported as "test": 'valid' where there is no test split (IAM-OnDB; the
   # paper's numbers are validation LL, docs/reference.md, "Evaluation").
   test_split: str = 'test'
+  pad_multiple: int = 32  # whole sequences: padded lengths are multiples of this
 
 
 # Paper Table 4 (test LL, higher is better; SRNN rows are ELBOs), for reports.
@@ -197,9 +198,16 @@ HANDWRITING_FLAGS = {
     'srnn_hier': Flags(200, dict(name='srnn_hier_hw', d_rnn=200, d_emb=150, d_mlp=150,
                                  dropout=0.25)),
 }
-# stroke-3 sketches (Omniglot: ~31 steps per character) are about 20x shorter than
-# IAM-OnDB lines: samples of 4 x 25 steps.
-STROKE3_FLAGS = {name: Flags(25, flags.model) for name, flags in HANDWRITING_FLAGS.items()}
+# stroke-3 sketches (Omniglot: ~31 steps per character, 20x shorter than IAM-OnDB
+# lines), sized for a CPU: the paper's models at width 64 (Z = 32), 2-layer RNNs and
+# the scripts' dropouts; samples of 4 x 25 steps.
+_SMALL = dict(d_rnn=64, d_emb=64, d_mlp=64, d_lat=32)
+STROKE3_FLAGS = {
+    'f_rnn': Flags(25, dict(_SMALL, name='f_rnn_hw', n_layer=2)),
+    'rnn_hier': Flags(25, dict(_SMALL, name='rnn_hier_hw', n_layer=2, dropout=0.25)),
+    'f_srnn': Flags(25, dict(_SMALL, name='f_srnn_hw')),
+    'srnn_hier': Flags(25, dict(_SMALL, name='srnn_hier_hw', dropout=0.25)),
+}
 
 # Name -> Dataset(domain, batch size, paper steps, eval every, normalisation, ...).
 DATASETS = {
@@ -220,9 +228,10 @@ DATASETS = {
                        model_flags=HANDWRITING_FLAGS, whole_sequences=True,
                        test_split='valid'),
     # stroke-3 .npz files (e.g. Omniglot's 30,000 training characters), sized for a
-    # CPU: 1,500 steps of 32 sequences (docs/handwriting.md).
-    'stroke3': Dataset('handwriting', 32, 1_500, 250, 'sequence', log_every=50,
-                       model_flags=STROKE3_FLAGS, whole_sequences=True),
+    # CPU: 600 steps of 32 sequences, all padded to 160 steps (Omniglot's longest is
+    # 157: one compiled shape; docs/handwriting.md).
+    'stroke3': Dataset('handwriting', 32, 600, 300, 'sequence', log_every=50,
+                       model_flags=STROKE3_FLAGS, whole_sequences=True, pad_multiple=160),
 }
 
 
@@ -350,7 +359,7 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
   # (tgt_len and eval_tgt_len are then unused), to a multiple of pad_multiple steps
   # (fewer distinct shapes, fewer compilations).
   config.whole_sequences = data.whole_sequences
-  config.pad_multiple = 32
+  config.pad_multiple = data.pad_multiple
 
   overrides = _parse_arg(arg)
   for key, value in overrides.items():

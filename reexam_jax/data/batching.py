@@ -182,7 +182,7 @@ def eval_chunks(seqs: Sequence[np.ndarray], batch_size: int, d_data: int, tgt_le
       n = min(length, t_max - 1 - k)
       x = np.zeros((length, batch_size, d_data), np.float32)
       y = np.zeros_like(x)
-      m = np.zeros((tgt_len, batch_size), np.float32)
+      m = np.zeros((length, batch_size), np.float32)
       x[:n], y[:n], m[:n] = padded[k:k + n], padded[k + 1:k + n + 1], mask[k + 1:k + n + 1]
       yield EvalChunk(x, y, m)
 
