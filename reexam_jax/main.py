@@ -5,7 +5,10 @@
   eval    scores DIR's best checkpoint on the test set (ELBO, IWAE, prior estimate)
   params  prints the parameter count (`params: N` last), reading no data
   sample  draws --num_samples sequences from DIR's best checkpoint into DIR/samples
-          (wav for speech, MIDI + piano-roll PNG for music; see reexam_jax/sample.py)
+          (wav for speech, MIDI + piano-roll PNG for music, a drawing PNG for
+          handwriting; see reexam_jax/sample.py)
+  draw_data  handwriting: draws --num_samples validation sequences of the data as
+          sample does, into DIR/data (no checkpoint needed)
 
 Bad input (a flag, config field, config file, workdir or data file that cannot be used)
 ends the command with one line `error: ...` on stderr and exit code 2, before anything
@@ -35,8 +38,8 @@ from reexam_jax import workdir as workdir_lib
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and results.')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'params', 'sample'],
-                          'What to do.')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'params', 'sample',
+                                           'draw_data'], 'What to do.')
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_list(
     'allow_config_change', [], 'Config fields that may differ from the workdir\'s '
     f'config.json, among {",".join(workdir_lib.SAFE_TO_CHANGE)} (see README).')
@@ -155,6 +158,8 @@ def check_run(config, mode: str, workdir: str, allowed) -> None:
     return
   if not workdir:
     raise errors.UserError(f'--workdir is required for --mode={mode}')
+  if mode == 'draw_data':
+    return
   allowed = workdir_lib.check_allowed(allowed)
   if mode == 'train':
     workdir_lib.check_writable(workdir)
@@ -173,6 +178,12 @@ def run(argv):
     print_params(config)
     return
   print(runtime.apply(_CPU_TUNING.value), flush=True)  # before JAX is imported
+  if _MODE.value == 'draw_data':
+    from reexam_jax import sample  # pylint: disable=g-import-not-at-top
+    path = sample.draw_data(config, os.path.join(_WORKDIR.value, 'data'),
+                            num_sequences=_NUM_SAMPLES.value, seed=config.seed)
+    print(f'wrote {path}')
+    return
   if _MODE.value == 'sample':
     from reexam_jax import sample  # pylint: disable=g-import-not-at-top
     out = sample.sample_workdir(config, _WORKDIR.value, num_samples=_NUM_SAMPLES.value,
@@ -201,6 +212,8 @@ def run(argv):
   for key in ('valid_ll', 'test_ll', 'test_elbo', 'test_iwae', 'test_prior_estimate'):
     if key in results:
       print(f'{key}: {results[key]:.4f} {results["ll_unit"]}')
+  if 'note' in results:  # e.g. IAM-OnDB: test_* are validation scores
+    print(f'note: {results["note"]}')
 
 
 if __name__ == '__main__':

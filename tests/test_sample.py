@@ -180,6 +180,18 @@ def test_sample_from_workdir_writes_midi_and_png(tmp_path):
   assert sorted(notes) == sorted(want)
 
 
+def test_sample_handwriting_writes_a_drawing(tmp_path, monkeypatch):
+  """A stroke-3 model samples whole lines (no state resets) into one PNG."""
+  config = experiments.get_config('stroke3', 'srnn_hier', 'd_rnn=4,d_emb=3,d_mlp=3,d_lat=2')
+  _save_initial_checkpoint(config, str(tmp_path))
+  monkeypatch.setattr(sample_lib.data_lib, 'handwriting_stats',
+                      lambda config: (np.zeros(2), 1.0))
+  out = sample_lib.sample_workdir(config, str(tmp_path), num_samples=2, num_steps=6)
+  assert sorted(os.listdir(out['sample_dir'])) == ['samples.npz', 'samples.png']
+  ys = np.load(os.path.join(out['sample_dir'], 'samples.npz'))['y']  # [T, N, 3]
+  assert ys.shape == (6, 2, 3) and set(np.unique(ys[..., 0])) <= {0.0, 1.0}
+
+
 def test_write_wav_undoes_the_normalisation(tmp_path):
   audio = np.array([-3.0, 0.0, 0.5, 3.0], np.float32)  # normalised
   sample_lib.write_wav(str(tmp_path / 'a.wav'), audio, dict(mean=0.1, std=0.2,
