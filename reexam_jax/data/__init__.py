@@ -63,29 +63,31 @@ def _is_stroke3_file(config) -> bool:
   return config.dataset == 'stroke3' and os.path.isfile(config.data_dir)
 
 
-def _load_handwriting(config) -> Dict[str, List[np.ndarray]]:
-  """(pen, dx, dy) steps: IAM-OnDB from its lineStrokes/ tree (data_dir is that tree or
-  the directory holding it), stroke-3 from an .npz file or a directory of them.
-  IAM-OnDB has no test split: its 'test' is the validation split, as the paper
-  reports validation LL (evaluate.test_split labels the results)."""
+def _read_handwriting(config) -> dict:
+  """The handwriting loader's result (splits of (pen, dx, dy) steps, mean, std): IAM-OnDB
+  from its lineStrokes/ tree (data_dir is that tree or the directory holding it; a
+  prepared copy is read, not rebuilt), stroke-3 from an .npz file or a directory of
+  them."""
   from reexam_jax.data import handwriting  # pylint: disable=g-import-not-at-top
   if config.dataset == 'stroke3':
-    data = handwriting.load_stroke3(config.data_dir)
-    return {split: data[split] for split in midi.SPLITS}
+    return handwriting.load_stroke3(config.data_dir)
   from reexam_jax.data import iamondb_builder  # pylint: disable=g-import-not-at-top
-  data = iamondb_builder.load_iamondb(config.data_dir, config.prepared_dir)
-  return dict(train=data['train'], valid=data['valid'], test=data['valid'])
+  return iamondb_builder.load_iamondb(config.data_dir, config.prepared_dir)
+
+
+def _load_handwriting(config) -> Dict[str, List[np.ndarray]]:
+  """Train, valid and test steps. IAM-OnDB has no test split: its 'test' is the
+  validation split, as the paper reports validation LL (evaluate.test_split labels
+  the results)."""
+  data = _read_handwriting(config)
+  return dict(train=data['train'], valid=data['valid'],
+              test=data['valid'] if config.dataset == 'iamondb' else data['test'])
 
 
 def handwriting_stats(config):
   """(mean [2], std) of config's handwriting offsets, to draw steps in the data's own
-  units; loads the data (a prepared IAM-OnDB is read, not rebuilt)."""
-  from reexam_jax.data import handwriting  # pylint: disable=g-import-not-at-top
-  if config.dataset == 'stroke3':
-    data = handwriting.load_stroke3(config.data_dir)
-  else:
-    from reexam_jax.data import iamondb_builder  # pylint: disable=g-import-not-at-top
-    data = iamondb_builder.load_iamondb(config.data_dir, config.prepared_dir)
+  units."""
+  data = _read_handwriting(config)
   return data['mean'], data['std']
 
 
