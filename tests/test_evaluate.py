@@ -11,6 +11,7 @@ import pytest
 from reexam_jax import evaluate
 from reexam_jax import experiments
 from reexam_jax import models
+from reexam_jax.models import cores
 from reexam_jax.models import sampling
 
 
@@ -89,8 +90,7 @@ def _prior(model, x):
   model.apply)."""
   core = model.core
   fwd, _ = core.fwd_rnn(core.inp_emb(x[None], deterministic=True), deterministic=True)
-  latent_params = core._latent_params  # pylint: disable=protected-access
-  return tuple(a[0] for a in latent_params(core.prior, fwd, True))
+  return tuple(a[0] for a in cores.latent_params(core.prior, fwd, True))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5))
