@@ -12,7 +12,7 @@ from reexam_jax import errors
 # Fields a run divides by, loops over or counts with: zero or negative is never meant.
 POSITIVE = ('batch_size', 'eval_batch_size', 'num_steps', 'tgt_len', 'eval_tgt_len',
             'eval_every', 'checkpoint_every', 'log_every', 'iwae_samples', 'iwae_chunk',
-            'learning_rate', 'model.d_data')
+            'learning_rate', 'model.d_data', 'pad_multiple')
 # Counts where 0 means "all" (or "none").
 NON_NEGATIVE = ('max_eval_batches', 'max_files', 'max_pieces', 'buffer_files',
                 'end_learning_rate', 'grad_clip', 'kl_init', 'kl_increment')

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from reexam_jax import experiments
 from reexam_jax import fileio
 from reexam_jax import models
 from reexam_jax import state as state_lib
@@ -97,8 +98,11 @@ class Evaluator:
 
   def __init__(self, model, *, d_data: int, batch_size: int, tgt_len: int,
                normalisation, samples_per_pass: int = 8, sort: bool = True,
-               max_batches: int = 0):
+               max_batches: int = 0, pad_multiple: int = 1):
+    """tgt_len: steps per chunk, 0 for whole sequences (padded to a multiple of
+    pad_multiple steps)."""
     self.model, self.d_data, self.batch_size = model, d_data, batch_size
+    self.pad_multiple = pad_multiple
     self.tgt_len, self.normalisation, self.sort = tgt_len, normalisation, sort
     self.samples_per_pass, self.max_batches = samples_per_pass, max_batches
     self._scorers = {}
@@ -135,7 +139,7 @@ class Evaluator:
       group = batching.take(seqs, order[start:start + self.batch_size])
       sums = np.zeros((3, self.batch_size))  # bound, elbo, steps of each batch row
       for chunk in batching.eval_chunks(group, self.batch_size, self.d_data, self.tgt_len,
-                                        sort=False):
+                                        sort=False, pad_multiple=self.pad_multiple):
         chunk_rng = jax.random.fold_in(rng, chunk_index)
         chunk_index += 1
         lse, draws = None, []
@@ -180,13 +184,26 @@ class Evaluator:
 def make_evaluator(config, model, data, max_batches: Optional[int] = None) -> Evaluator:
   """config's evaluator of `data` (load_dataset's): batches sorted by length, except for
   file-list datasets (VCTK, Blizzard) which the reference evaluates in list order
-  (data['sort_eval']). max_batches: None for config.max_eval_batches (0: all)."""
+  (data['sort_eval']); whole sequences for the whole-sequence (handwriting) datasets.
+  max_batches: None for config.max_eval_batches (0: all)."""
   return Evaluator(
       model, d_data=config.model.d_data, batch_size=config.eval_batch_size,
-      tgt_len=config.eval_tgt_len, normalisation=config.normalisation,
-      samples_per_pass=config.iwae_chunk,
+      tgt_len=0 if config.whole_sequences else config.eval_tgt_len,
+      normalisation=config.normalisation, samples_per_pass=config.iwae_chunk,
       max_batches=config.max_eval_batches if max_batches is None else max_batches,
-      sort=data.get('sort_eval', True))
+      sort=data.get('sort_eval', True),
+      pad_multiple=config.pad_multiple)
+
+
+def test_split(config) -> str:
+  """The split scored as "test": 'valid' for datasets without a test split (IAM-OnDB,
+  whose paper numbers are validation LL)."""
+  dataset = experiments.DATASETS.get(config.dataset)
+  return dataset.test_split if dataset else 'test'
+
+
+TEST_IS_VALID_NOTE = ('test_* are scored on the validation split (the dataset has no '
+                      'test split; the paper reports validation LL)')
 
 
 def test_keys(eval_rng) -> Tuple[jax.Array, jax.Array, jax.Array]:
@@ -204,6 +221,8 @@ def score_test(config, evaluator: Evaluator, params, seqs, eval_rng) -> Dict[str
   out = dict(test_ll=test['elbo'], test_ll_stderr=test['elbo_stderr'],
              test_sequences=test['num_sequences'],
              ll_unit=ll_unit(config.normalisation, config.model.d_data, config.dataset))
+  if test_split(config) != 'test':
+    out.update(test_split=test_split(config), note=TEST_IS_VALID_NOTE)
   if models.is_latent(config.model.name):
     iwae = evaluator(params, seqs, iwae_rng, num_samples=config.iwae_samples)
     prior = evaluator(params, seqs, prior_rng,

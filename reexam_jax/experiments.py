@@ -26,24 +26,34 @@ class ModelSpec:
   """A model of the paper: a high-level core and an output model (docs/reference.md,
   "Models"), and the rules that tie the output model to the core."""
   core: str        # 'rnn', or with stochastic latent variables 'srnn' (the paper's
-                   # simplified SRNN) or 'zforce' (Z-forcing, Table 5)
-  output: str      # 'factorised', 'hier_lstm', 'hier_made' or 'delta'
+                   # simplified SRNN) or 'zforce' (Z-forcing, Table 5); the handwriting
+                   # forms 'hw_rnn' and 'hw_srnn' (docs/reference.md, "Models")
+  output: str      # 'factorised', 'hier_lstm', 'hier_made', 'delta', or the handwriting
+                   # (pen, dx, dy) outputs 'handwriting' and 'handwriting_hier'
   split: str = ''  # delta outputs: the leaked elements, 'interleave' (U) or 'random' (V)
 
   @property
   def latent(self) -> bool:
     """Stochastic latent variables: trained with KL annealing, reported as bounds."""
-    return self.core in ('srnn', 'zforce')
+    return self.core in LATENT_CORES
+
+  @property
+  def handwriting(self) -> bool:
+    """A (pen, dx, dy) output model of the handwriting domain."""
+    return self.output in ('handwriting', 'handwriting_hier')
 
   def n_mix(self, cfg) -> int:
-    """Mixture components of the output heads: cfg.n_mix, but one on SRNN cores,
-    whose outputs are one Gaussian per element given z."""
-    return 1 if self.latent else cfg.n_mix
+    """Mixture components of the output heads: cfg.n_mix, but one on speech/MIDI SRNN
+    cores, whose outputs are one Gaussian per element given z (the handwriting SRNNs
+    keep K)."""
+    return 1 if self.latent and not self.handwriting else cfg.n_mix
 
   def n_low_layer(self, cfg) -> int:
     """Layers of the low level: cfg.n_low_layer, but srnn_hier's LSTM has one."""
     return 1 if self.latent and self.output == 'hier_lstm' else cfg.n_low_layer
 
+
+LATENT_CORES = ('srnn', 'hw_srnn', 'zforce')
 
 # Registry name (config.model.name) -> model; the comment is the paper's name.
 MODELS = {
@@ -59,6 +69,11 @@ MODELS = {
     'delta_rnn_random': ModelSpec('rnn', 'delta', split='random'),  # delta-RNN, V
     'zf_f_srnn': ModelSpec('zforce', 'factorised'),  # Z-F-SRNN (Table 5)
     'zf_srnn_flat': ModelSpec('zforce', 'factorised'),  # Z-SRNN-flat (Table 5, D = 1)
+    # Handwriting (IAM-OnDB column of Table 4): configs name them through HANDWRITING_FLAGS.
+    'f_rnn_hw': ModelSpec('hw_rnn', 'handwriting'),  # F-RNN
+    'rnn_hier_hw': ModelSpec('hw_rnn', 'handwriting_hier'),  # RNN-hier
+    'f_srnn_hw': ModelSpec('hw_srnn', 'handwriting'),  # F-SRNN
+    'srnn_hier_hw': ModelSpec('hw_srnn', 'handwriting_hier'),  # SRNN-hier
 }
 
 
@@ -93,6 +108,13 @@ class Dataset:
   log_every: int = 100            # steps between training-metric lines
   # The dataset's own commands, used instead of its domain's MODEL_FLAGS.
   model_flags: Mapping[str, Flags] = dataclasses.field(default_factory=dict)
+  # Trained and evaluated on whole sequences, zero-padded per batch with masks
+  # (handwriting), instead of chunks of the concatenated stream.
+  whole_sequences: bool = False
+  # The split reported as "test": 'valid' where there is no test split (IAM-OnDB; the
+  # paper's numbers are validation LL, docs/reference.md, "Evaluation").
+  test_split: str = 'test'
+  pad_multiple: int = 32  # whole sequences: padded lengths are multiples of this
 
 
 # Paper Table 4 (test LL, higher is better; SRNN rows are ELBOs), for reports.
@@ -125,6 +147,10 @@ DOMAINS = {
     # d_data and head are fitted to the data (config.fit_model_to_data).
     'array': Domain(dict(d_rnn=256, d_emb=256, d_mlp=256, d_lat=64, n_mix=5, dropout=0.0,
                          head='gmm', d_data=8), kl_increment=1e-4, loss_elements=1),
+    # (pen, dx, dy) steps; the loss is per valid step (the 3 elements summed).
+    'handwriting': Domain(dict(d_data=3, d_rnn=128, d_emb=128, d_mlp=128, d_lat=128,
+                               n_mix=5, dropout=0.5, head='handwriting'),
+                          kl_increment=5e-5, loss_elements=3),
 }
 
 # (domain, model) -> the authors' README command (docs/reference.md, "Parameter counts").
@@ -139,7 +165,7 @@ MODEL_FLAGS = {
                                                        chk_len=3)),
     ('speech', 'delta_rnn_random'): Flags(40, dict(d_data=200, n_layer=2, d_rnn=750,
                                                    d_leak=75)),
-    # Paper Table 5 has no command (spec §11.20): widths for its counts, 17.44M and
+    # Paper Table 5 has no command: widths for its counts, 17.44M and
     # 16.98M, at the speech defaults (docs/zforcing.md). zf_aux_weight (> 0: Goyal et
     # al.'s auxiliary cost, off in the paper's runs) is a field of the Z-forcing configs
     # only, so the config.json of every existing workdir stays valid.
@@ -203,6 +229,28 @@ LAPTOP_ARRAY_FLAGS = {
     'rnn_flat': Flags(200, dict(d_data=1, d_rnn=128, d_emb=128, n_layer=2)),
 }
 
+# The handwriting scripts of the reference (docs/reference.md, "Parameter counts"); the
+# registry models are the handwriting ones. tgt_len is unused by training and
+# evaluation (whole lines) and sets the default sample length (4 x tgt_len steps).
+HANDWRITING_FLAGS = {
+    'f_rnn': Flags(200, dict(name='f_rnn_hw', d_rnn=256, n_layer=2)),
+    'rnn_hier': Flags(200, dict(name='rnn_hier_hw', d_rnn=256, n_layer=2, dropout=0.25)),
+    'f_srnn': Flags(200, dict(name='f_srnn_hw', d_rnn=200, d_emb=150, d_mlp=150,
+                              d_lat=150)),
+    'srnn_hier': Flags(200, dict(name='srnn_hier_hw', d_rnn=200, d_emb=150, d_mlp=150,
+                                 dropout=0.25)),
+}
+# stroke-3 sketches (Omniglot: ~31 steps per character, 20x shorter than IAM-OnDB
+# lines), sized for a CPU: the paper's models at width 64 (Z = 32), 2-layer RNNs and
+# the scripts' dropouts; samples of 4 x 25 steps.
+_SMALL = dict(d_rnn=64, d_emb=64, d_mlp=64, d_lat=32)
+STROKE3_FLAGS = {
+    'f_rnn': Flags(25, dict(_SMALL, name='f_rnn_hw', n_layer=2)),
+    'rnn_hier': Flags(25, dict(_SMALL, name='rnn_hier_hw', n_layer=2, dropout=0.25)),
+    'f_srnn': Flags(25, dict(_SMALL, name='f_srnn_hw')),
+    'srnn_hier': Flags(25, dict(_SMALL, name='srnn_hier_hw', dropout=0.25)),
+}
+
 # Name -> Dataset(domain, batch size, paper steps, eval every, normalisation, ...).
 DATASETS = {
     'timit': Dataset('speech', 32, 40_000, 2000, 'sequence'),
@@ -218,6 +266,14 @@ DATASETS = {
     'jsb': Dataset('midi', 16, 20_000, 500, 88),
     'piano_midi': Dataset('midi', 16, 20_000, 500, 88),
     'bach_music21': Dataset('midi', 16, 20_000, 500, 88),
+    'iamondb': Dataset('handwriting', 32, 20_000, 300, 'sequence', log_every=30,
+                       model_flags=HANDWRITING_FLAGS, whole_sequences=True,
+                       test_split='valid'),
+    # stroke-3 .npz files (e.g. Omniglot's 30,000 training characters), sized for a
+    # CPU: 600 steps of 32 sequences, all padded to 160 steps (Omniglot's longest is
+    # 157: one compiled shape; docs/handwriting.md).
+    'stroke3': Dataset('handwriting', 32, 600, 300, 'sequence', log_every=50,
+                       model_flags=STROKE3_FLAGS, whole_sequences=True, pad_multiple=160),
     'midi_folder': Dataset('midi', 16, 1000, 200, 88, log_every=50,
                            model_flags=LAPTOP_MIDI_FLAGS),
     # LL per value (element) of the standardised sequences
@@ -250,16 +306,22 @@ OWN_DATA_FIELDS = {
 }
 
 
+# Public data sets found under $REEXAM_SHARED_DATA when it is set: the path in it.
+SHARED_DATA = {
+    'fsdd': os.path.join('speech', 'fsdd', 'recordings'),
+    'stroke3': os.path.join('handwriting', 'omniglot_stroke3.npz'),
+}
+
+
 def default_data_dir(dataset: str) -> str:
-  """$REEXAM_DATA_DIR/<dataset>, else ~/.cache/reexam_jax/<dataset>; FSDD's wavs are
-  read from $REEXAM_SHARED_DATA/speech/fsdd/recordings (default ../shared/data); own
-  data (OWN_DATA_FIELDS) have no default: '' (--config.data_dir is required)."""
+  """$REEXAM_DATA_DIR/<dataset>, else ~/.cache/reexam_jax/<dataset>; with
+  $REEXAM_SHARED_DATA set (a directory of public data sets), FSDD's wavs and the
+  stroke-3 Omniglot file are read from their place in it (SHARED_DATA); own data
+  (OWN_DATA_FIELDS) have no default: '' (--config.data_dir is required)."""
   if dataset in OWN_DATA_FIELDS:
     return ''
-  if dataset == 'fsdd':
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    shared = os.environ.get('REEXAM_SHARED_DATA', os.path.join(repo, '..', 'shared', 'data'))
-    return os.path.normpath(os.path.join(shared, 'speech', 'fsdd', 'recordings'))
+  if dataset in SHARED_DATA and os.environ.get('REEXAM_SHARED_DATA'):
+    return os.path.join(os.environ['REEXAM_SHARED_DATA'], SHARED_DATA[dataset])
   root = os.environ.get('REEXAM_DATA_DIR',
                         os.path.join(os.path.expanduser('~'), '.cache', 'reexam_jax'))
   return os.path.join(root, dataset)
@@ -280,7 +342,10 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
       n_low_layer=1,       # low-level layers of hier models
       d_nade=16,           # masked-MLP width per element (hier_made)
       dropout=0.0,         # dropout rate everywhere the reference applies it
-      head='gmm',          # 'gmm' (real values) or 'bernoulli' (binary)
+      head='gmm',          # 'gmm' (real values), 'bernoulli' (binary) or 'handwriting'
+                           # ((pen, dx, dy): set by the handwriting domain)
+      bivariate=False,     # handwriting: one correlated bivariate GMM for (dx, dy)
+                           # instead of two 1-D ones (beyond the paper)
       joint_layernorm=False,  # hier_made: the reference's leaky joint LayerNorm
                               # (docs/reference.md, "Deviations and quirk flags")
       low_dropout='element',  # hier_lstm training masks: 'element' (reference) or 'step'
@@ -369,6 +434,11 @@ def get_config(dataset: str, model: str, arg: Optional[str] = None
   config.iwae_samples = 64               # importance samples for the test bound (latent)
   config.iwae_chunk = 8                  # importance samples evaluated at once
   config.progress_bar = True             # terminal progress bar (process 0 only)
+  # Handwriting: train and evaluate on whole sequences, padded per batch with masks
+  # (tgt_len and eval_tgt_len are then unused), to a multiple of pad_multiple steps
+  # (fewer distinct shapes, fewer compilations).
+  config.whole_sequences = data.whole_sequences
+  config.pad_multiple = data.pad_multiple
 
   for key, value in overrides.items():
     fields = config.model if key in config.model else config

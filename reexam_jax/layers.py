@@ -535,6 +535,70 @@ class BernoulliHead(nn.Module):
     return Bernoulli(einsum(eq, inp, kernel, self.precision) + bias)
 
 
+class CoordinateGMMHead(nn.Module):
+  """The handwriting GaussianMixture(K, d_inp) of one coordinate (docs/reference.md,
+  "Models"): mean and logits are Linear(d_inp, K) with a bias, log_std Linear(d_inp, K)
+  without one (3 d_inp K + 2K parameters), all with PyTorch's Linear init."""
+  num_mixtures: int
+  precision: str = 'default'  # see PRECISIONS
+
+  @nn.compact
+  def __call__(self, inp):
+    """inp [..., d_inp] -> GMM with [..., K] parameters."""
+    dense = lambda name, bias=True: TorchDense(self.num_mixtures, bias, self.precision,
+                                               name=name)
+    return GMM(dense('mean')(inp), dense('log_std', False)(inp), dense('logits')(inp))
+
+
+class BivariateGMM(NamedTuple):
+  """A correlated Gaussian mixture over two coordinates: means, log_stds [..., K, 2],
+  corr [..., K] in (-1, 1), logits [..., K]."""
+  means: jax.Array
+  log_stds: jax.Array
+  corr: jax.Array
+  logits: jax.Array
+
+  def log_prob(self, y):
+    """y [..., 2] -> [..., 2]: log p(y_0) and log p(y_1 | y_0) (summing to the joint)."""
+    return jnp.stack(likelihoods.bivariate_gmm_log_prob(
+        y[..., 0], y[..., 1], self.means, self.log_stds, self.corr, self.logits), axis=-1)
+
+  def sample(self, key, temperature=1.0):
+    """A draw [..., 2]: the component from logits / tau, then its Gaussian with the
+    covariance times tau (y_0, then y_1 given y_0)."""
+    k_comp, k_noise = jax.random.split(key)
+    comp = jax.random.categorical(k_comp, self.logits / temperature)[..., None]  # [..., 1]
+    pick = lambda a: jnp.take_along_axis(a, comp, axis=-1)[..., 0]
+    mean1, mean2 = pick(self.means[..., 0]), pick(self.means[..., 1])
+    std1, std2 = (jnp.exp(pick(self.log_stds[..., i])) * jnp.sqrt(temperature)
+                  for i in range(2))
+    corr = pick(self.corr)
+    eps1, eps2 = jax.random.normal(k_noise, (2,) + comp.shape[:-1])
+    y1 = mean1 + std1 * eps1
+    y2 = mean2 + std2 * (corr * eps1 + jnp.sqrt(1.0 - jnp.square(corr)) * eps2)
+    return jnp.stack([y1, y2], axis=-1)
+
+
+class BivariateGMMHead(nn.Module):
+  """A correlated bivariate Gaussian mixture of K components for (dx, dy), an option
+  beyond the paper (whose handwriting heads are two independent 1-D mixtures):
+  Linear(d_inp, 2K) means and log_stds (the latter without bias, as CoordinateGMMHead),
+  Linear(d_inp, K) correlations (CORR_LIMIT * tanh, so that 1 - corr^2 never rounds
+  to 0) and logits."""
+  CORR_LIMIT = 1.0 - 1e-4
+  num_mixtures: int
+  precision: str = 'default'  # see PRECISIONS
+
+  @nn.compact
+  def __call__(self, inp):
+    """inp [..., d_inp] -> BivariateGMM."""
+    k = self.num_mixtures
+    dense = lambda n, name, bias=True: TorchDense(n, bias, self.precision, name=name)(inp)
+    pairs = lambda a: a.reshape(a.shape[:-1] + (k, 2))
+    return BivariateGMM(pairs(dense(2 * k, 'mean')), pairs(dense(2 * k, 'log_std', False)),
+                        self.CORR_LIMIT * jnp.tanh(dense(k, 'corr')), dense(k, 'logits'))
+
+
 def make_head(kind: str, num_elements: int, num_mixtures: int, per_element: bool = False,
               precision: str = 'default', name: Optional[str] = None):
   """The domain's output head: 'gmm' for real values, 'bernoulli' for binary ones."""

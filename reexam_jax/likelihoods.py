@@ -47,3 +47,30 @@ def diag_gaussian_kl(mu_q, logvar_q, mu_p, logvar_p):
 def diag_gaussian_log_prob(z, mu, logvar):
   """log N(z; mu, exp(logvar)), per element (used by importance-weighted bounds)."""
   return normal_log_prob(z, mu, 0.5 * logvar)
+
+
+def bivariate_gmm_log_prob(y1, y2, means, log_stds, corr, logits):
+  """A correlated bivariate Gaussian mixture, factorised as log p(y1) and
+  log p(y2 | y1), so that element 1 never reads element 2 (auto-regressive order).
+
+  Args:
+    y1, y2: [...] the two coordinates.
+    means, log_stds: [..., K, 2] per component and coordinate.
+    corr: [..., K] correlation coefficients in (-1, 1).
+    logits: [..., K] unnormalised mixture weights.
+  Returns:
+    (log p(y1) [...], log p(y2 | y1) [...]); their sum is the joint log-density.
+  """
+  log_weights = jax.nn.log_softmax(logits, axis=-1)
+  mean1, mean2 = means[..., 0], means[..., 1]
+  log_std1, log_std2 = log_stds[..., 0], log_stds[..., 1]
+  log_p1_k = normal_log_prob(y1[..., None], mean1, log_std1)  # [..., K]
+  log_p1 = jax.nn.logsumexp(log_weights + log_p1_k, axis=-1)
+  # Given y1, component k's y2 is N(mean2 + corr s2/s1 (y1 - mean1), s2^2 (1 - corr^2)),
+  # and the component's weight is its posterior given y1.
+  cond_mean = mean2 + corr * jnp.exp(log_std2 - log_std1) * (y1[..., None] - mean1)
+  cond_log_std = log_std2 + 0.5 * jnp.log1p(-jnp.square(corr))
+  log_post = log_weights + log_p1_k - log_p1[..., None]  # [..., K]
+  log_p2 = jax.nn.logsumexp(log_post + normal_log_prob(y2[..., None], cond_mean,
+                                                       cond_log_std), axis=-1)
+  return log_p1, log_p2

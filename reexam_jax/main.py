@@ -5,9 +5,12 @@
   eval    scores DIR's best checkpoint on the test set (ELBO, IWAE, prior estimate)
   params  prints the parameter count (`params: N` last), reading no data
   sample  draws --num_samples sequences from DIR's best checkpoint into DIR/samples
-          (wav for speech, MIDI + piano-roll PNG for music; see reexam_jax/sample.py)
+          (wav for speech, MIDI + piano-roll PNG for music, a drawing PNG for
+          handwriting; see reexam_jax/sample.py)
   score   scores each sequence of --score_input (a file or directory of the run's own
           dataset) with DIR's best checkpoint into DIR/scores.csv (reexam_jax/score.py)
+  draw_data  handwriting: draws --num_samples validation sequences of the data as
+          sample does, into DIR/data (no checkpoint needed)
 
 array_folder runs fit the model to the data first (config.fit_model_to_data: d_data,
 head), so every mode but params reads the data before anything else.
@@ -40,8 +43,8 @@ from reexam_jax import workdir as workdir_lib
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file.',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and results.')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'params', 'sample', 'score'],
-                          'What to do.')
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'params', 'sample',
+                                           'score', 'draw_data'], 'What to do.')
 _SCORE_INPUT = flags.DEFINE_string(
     'score_input', None, '--mode=score: a file or directory of sequences in the format '
     'of the run\'s dataset.')
@@ -170,6 +173,8 @@ def check_run(config, mode: str, workdir: str, allowed, score_input: Optional[st
   if mode == 'score' and not score_input:
     raise errors.UserError('--score_input is required for --mode=score: a file or '
                            'directory of sequences to score')
+  if mode == 'draw_data':
+    return
   allowed = workdir_lib.check_allowed(allowed)
   from reexam_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   config = data_lib.fit_config(config)
@@ -191,6 +196,12 @@ def run(argv):
     print_params(config)
     return
   print(runtime.apply(_CPU_TUNING.value), flush=True)  # before JAX is imported
+  if _MODE.value == 'draw_data':
+    from reexam_jax import sample  # pylint: disable=g-import-not-at-top
+    path = sample.draw_data(config, os.path.join(_WORKDIR.value, 'data'),
+                            num_sequences=_NUM_SAMPLES.value, seed=config.seed)
+    print(f'wrote {path}')
+    return
   if _MODE.value == 'sample':
     from reexam_jax import sample  # pylint: disable=g-import-not-at-top
     out = sample.sample_workdir(config, _WORKDIR.value, num_samples=_NUM_SAMPLES.value,
@@ -227,6 +238,8 @@ def run(argv):
   for key in ('valid_ll', 'test_ll', 'test_elbo', 'test_iwae', 'test_prior_estimate'):
     if key in results:
       print(f'{key}: {results[key]:.4f} {results["ll_unit"]}')
+  if 'note' in results:  # e.g. IAM-OnDB: test_* are validation scores
+    print(f'note: {results["note"]}')
 
 
 if __name__ == '__main__':

@@ -1,4 +1,6 @@
-"""Ancestral sampling from a trained run -> wav (speech) or MIDI + piano-roll PNG (music).
+"""Ancestral sampling from a trained run -> wav (speech), MIDI + piano-roll PNG (music)
+or drawn trajectories as PNG (handwriting; `draw_data` draws real sequences the same
+way).
 
 `sample_workdir` restores the best-on-valid parameters of a workdir's latest checkpoint
 (as `evaluate.evaluate_checkpoint` does, with true float32 matmuls), draws `num_samples`
@@ -6,8 +8,8 @@ sequences of `num_steps` steps with `models.sampling.sample` (the trained model'
 modules one step at a time: one jitted lax.scan over steps, and over the elements of a
 step for the auto-regressive heads), and writes them under `workdir/samples/`. The
 recurrent state is reset every `config.tgt_len` steps, so the samples come from exactly
-the chunked density whose test LL is reported (docs/reference.md, "Evaluation"); the
-first input is a zero step. See `models/sampling.py` for the temperature.
+the chunked density whose test LL is reported (docs/reference.md, "Evaluation"), and
+never for whole-sequence (handwriting) datasets; the first input is a zero step. See `models/sampling.py` for the temperature.
 """
 import os
 import time
@@ -19,6 +21,7 @@ import numpy as np
 from scipy.io import wavfile
 
 from reexam_jax import data as data_lib
+from reexam_jax import errors
 from reexam_jax import experiments
 from reexam_jax import models
 from reexam_jax import state as state_lib
@@ -87,6 +90,56 @@ def data_steps(config, ys: np.ndarray) -> np.ndarray:
   dim = stats.dim if stats else midi.NUM_PITCHES
   steps = streams[:, :streams.shape[1] // dim * dim].reshape(num, -1, dim)
   return steps * stats.std + stats.mean if stats and stats.kind == 'real' else steps
+def trajectory_strokes(steps: np.ndarray, mean=(0.0, 0.0), std: float = 1.0):
+  """[T, 3] (pen, dx, dy) steps, normalised with (mean [2], std) -> the pen-down
+  strokes, each [n, 2] points, starting at the origin (handwriting.points_to_steps
+  inverted: pen = 1 on step k means point k + 1 ends a stroke)."""
+  steps = np.asarray(steps, np.float64)
+  offsets = steps[:, 1:] * std + np.asarray(mean, np.float64)
+  points = np.concatenate([np.zeros((1, 2)), np.cumsum(offsets, axis=0)])  # [T + 1, 2]
+  ends = np.nonzero(steps[:, 0] > 0.5)[0] + 1  # indices of stroke-ending points
+  return [p for p in np.split(points, ends + 1) if len(p)]
+
+
+def write_handwriting_png(path: str, seqs, mean=(0.0, 0.0), std: float = 1.0,
+                          title: str = '', columns: int = 4) -> None:
+  """Sequences of (pen, dx, dy) steps -> one PNG, one panel per sequence (y up, equal
+  axes), each stroke a line."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  columns = min(columns, len(seqs))
+  rows = -(-len(seqs) // columns)
+  fig, axes = plt.subplots(rows, columns, figsize=(2.5 * columns, 2.5 * rows + 0.4),
+                           squeeze=False)
+  for ax in axes.ravel():
+    ax.axis('off')
+  for ax, seq in zip(axes.ravel(), seqs):
+    for stroke in trajectory_strokes(seq, mean, std):
+      ax.plot(stroke[:, 0], stroke[:, 1], 'k-', linewidth=1.2)
+    ax.set_aspect('equal', adjustable='datalim')
+  fig.suptitle(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=72)
+  plt.close(fig)
+
+
+def draw_data(config, out_dir: str, num_sequences: int = 4, split: str = 'valid',
+              seed: int = 0) -> str:
+  """Draws `num_sequences` sequences of a handwriting dataset's split, chosen with
+  `seed`, as sample_workdir draws samples -> the PNG's path."""
+  if experiments.DATASETS[config.dataset].domain != 'handwriting':
+    raise errors.UserError(f'--config.dataset={config.dataset}: drawing data is for the '
+                           'handwriting datasets')
+  data = data_lib.load_dataset(config)
+  mean, std = data_lib.handwriting_stats(config)
+  pick = np.random.default_rng(seed).choice(len(data[split]),
+                                           min(num_sequences, len(data[split])), replace=False)
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, f'{config.dataset}_{split}.png')
+  write_handwriting_png(path, [data[split][i] for i in pick], mean, std,
+                        f'{config.dataset} {split} data')
+  return path
 
 
 def sample_workdir(config, workdir: str, *, num_samples: int = 4, num_steps: int = 0,
@@ -107,8 +160,9 @@ def sample_workdir(config, workdir: str, *, num_samples: int = 4, num_steps: int
 
   key = jax.random.key(seed)
   t0 = time.time()
+  reset_every = 0 if config.whole_sequences else config.tgt_len
   compiled = sampling.sample.lower(model, params, key, num_samples, num_steps,
-                                   temperature, config.tgt_len).compile()
+                                   temperature, reset_every).compile()
   compile_s = time.time() - t0
   t0 = time.time()
   out = jax.block_until_ready(compiled(params, key, temperature))
@@ -123,11 +177,13 @@ def sample_workdir(config, workdir: str, *, num_samples: int = 4, num_steps: int
   if domain == 'speech' and stats is None:
     logging.warning('no prepared %s data under %s: writing normalised audio',
                     config.dataset, config.data_dir)
-  samples = data_steps(config, ys)
-  if domain == 'array':
-    files.append(os.path.join(sample_dir, 'samples_raw.npy'))
-    np.save(files[-1], samples)  # [N, T, D] raw values
-  for n, sample in enumerate(samples if domain != 'array' else []):
+  if domain == 'handwriting':
+    mean, std = data_lib.handwriting_stats(config)
+    path = os.path.join(sample_dir, 'samples.png')
+    write_handwriting_png(path, list(ys.transpose(1, 0, 2)), mean, std,
+                          f'{config.model.name} on {config.dataset}, T={temperature}')
+    streams, files = [], [path]
+  for n, stream in enumerate(streams):
     base = os.path.join(sample_dir, f'sample_{n}')
     if domain == 'speech':
       write_wav(base + '.wav', sample, stats, config.stride)

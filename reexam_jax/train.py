@@ -47,29 +47,37 @@ def finite_terms(nll, kl, grads) -> Dict[str, Dict[str, jax.Array]]:
 
 
 def make_loss_fn(model, config):
-  """loss_fn(params, x, y, kl_weight, rng) -> (loss, metrics) with x, y: [T, B, D].
+  """loss_fn(params, x, y, kl_weight, rng, mask=None) -> (loss, metrics) with x, y:
+  [T, B, D] and mask [T, B] (1 where y is a real step; None: all are).
 
-  The loss is the reference's: mean over (T, B) of the NLL and KL summed over the step,
-  times loss_elements / D (per sample for speech, per 88-note step for MIDI), in
-  training mode (dropout on, z sampled from the posterior), plus the core's `aux_cost`
-  where it has one (Z-forcing's auxiliary cost). Metrics are sums with their
-  denominators.
+  The loss is the reference's: mean over the (unmasked) steps of the NLL and KL summed
+  over the step, times loss_elements / D (per sample for speech, per 88-note step for
+  MIDI, per valid step for handwriting), in training mode (dropout on, z sampled from
+  the posterior), plus the core's `aux_cost` where it has one (Z-forcing's auxiliary
+  cost). Metrics are sums with their denominators.
   """
-  def loss_fn(params, x, y, w, rng):
+  def loss_fn(params, x, y, w, rng, mask=None):
     dropout_rng, latent_rng = jax.random.split(rng)
     out = model.apply({'params': params}, x, y, deterministic=False,
                       rngs={'dropout': dropout_rng, 'latent': latent_rng})
     t, b, d = y.shape
-    nll, kl = -out['log_prob'].sum(), out['kl'].sum()
-    aux = out['aux_cost'].sum() if 'aux_cost' in out else 0.0  # training-only term
-    loss = (nll + w * kl + aux) * config.loss_elements / (d * t * b)
-    return loss, dict(loss=loss, nll=nll, kl=kl, elements=jnp.float32(t * b * d))
+    if mask is None:  # every step is real
+      nll, kl, elements = -out['log_prob'].sum(), out['kl'].sum(), jnp.float32(t * b * d)
+      aux = out['aux_cost'].sum() if 'aux_cost' in out else 0.0  # training-only term
+    else:
+      nll = -(out['log_prob'].sum(-1) * mask).sum()
+      kl = (out['kl'] * mask).sum()
+      aux = (out['aux_cost'] * mask).sum() if 'aux_cost' in out else 0.0
+      elements = mask.sum() * d
+    loss = (nll + w * kl + aux) * config.loss_elements / elements
+    return loss, dict(loss=loss, nll=nll, kl=kl, elements=elements)
 
   return loss_fn
 
 
 def make_train_step(model, optimizer, config):
-  """train_step(state, x, y, rng) -> (state, metrics); x, y: [T, B, D].
+  """train_step(state, x, y, rng, mask=None) -> (state, metrics); x, y: [T, B, D],
+  mask [T, B] for padded whole-sequence batches.
 
   The loss is make_loss_fn's. Metrics are sums with their denominators, reduced on the
   host. Every matmul of the forward and backward pass uses the model's precision
@@ -84,10 +92,10 @@ def make_train_step(model, optimizer, config):
   """
   loss_fn = make_loss_fn(model, config)
 
-  def train_step(state, x, y, rng):
+  def train_step(state, x, y, rng, mask=None):
     rng = jax.random.fold_in(rng, state.step)
     w = kl_weight(config, state.step)
-    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x, y, w, rng)
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params, x, y, w, rng, mask)
     finite = finite_terms(metrics['nll'], metrics['kl'], grads)
     ok = jax.tree.reduce(jnp.logical_and, finite)
 
@@ -354,6 +362,16 @@ def final_results(config, model, progress: Progress, timer: StepTimer, test_scor
   return results
 
 
+def make_stream(config, train_seqs):
+  """The training batches: whole padded sequences with masks (batching.PaddedStream)
+  for whole-sequence datasets, else chunks of the concatenated stream."""
+  if config.whole_sequences:
+    return batching.PaddedStream(train_seqs, config.batch_size, config.model.d_data,
+                                 config.pad_multiple, config.seed)
+  return batching.make_train_stream(train_seqs, config.batch_size, config.model.d_data,
+                                    config.tgt_len, config.seed, config.buffer_files or None)
+
+
 def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   """Trains config's model, keeps the best-on-valid parameters, scores the test set and
   writes workdir/results.json. Resumes from workdir's latest checkpoint if any.
@@ -376,8 +394,7 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   progress, ckpt = start_or_resume(config, workdir, model, optimizer, init_rng, mesh)
   start_step = int(progress.state.step)
   log = MetricsLog(workdir, start_step)
-  stream = batching.make_train_stream(data['train'], config.batch_size, config.model.d_data,
-                                      config.tgt_len, config.seed, config.buffer_files or None)
+  stream = make_stream(config, data['train'])
   train_step = make_train_step(model, optimizer, config)
   evaluator = evaluate.make_evaluator(  # reported numbers: true float32 matmuls
       config, models.build_model(config.model, config.seed, precision='highest'), data)
@@ -387,8 +404,8 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   # SIGTERM/SIGINT (preemption, Ctrl-C) end the loop after the current step and a save.
   with preemption.stop_signals() as stop:
     for step in range(start_step, config.num_steps):
-      x, y = (parallel.put_batch(a, mesh) for a in stream.batch(step))
-      progress.state, metrics = timer.run(train_step, progress.state, x, y, train_rng)
+      x, y, *mask = (parallel.put_batch(a, mesh) for a in stream.batch(step))
+      progress.state, metrics = timer.run(train_step, progress.state, x, y, train_rng, *mask)
       progress.add(metrics)
       done = step + 1
       bar.update(1)

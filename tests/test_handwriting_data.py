@@ -305,3 +305,31 @@ def test_real_omniglot_stroke3():
       xy = np.cumsum(rows[:, :2].astype(np.float64), axis=0) * [1, -1]  # [N, 2]
       retraced = xy[0] + np.cumsum(steps[:, 1:] * data['std'] + data['mean'], axis=0)
       np.testing.assert_allclose(retraced, xy[1:], atol=0.05)
+
+
+# ------------------------------------------------------------------------ dispatch
+
+
+def test_load_dataset_dispatches_handwriting(tmp_path):
+  """--config.data_dir: IAM-OnDB's lineStrokes/ or its parent ('test' is the
+  validation split); stroke-3: one .npz file or a directory of them."""
+  from reexam_jax import experiments  # pylint: disable=g-import-not-at-top
+  from reexam_jax.data import load_dataset  # pylint: disable=g-import-not-at-top
+  make_corpus(tmp_path / 'iam')
+  for data_dir in (tmp_path / 'iam', tmp_path / 'iam' / 'lineStrokes'):
+    config = experiments.get_config('iamondb', 'f_rnn', f'data_dir={data_dir}')
+    data = load_dataset(config)
+    assert [len(data[s]) for s in ('train', 'valid', 'test')] == [5, 3, 3]
+    assert data['test'] is data['valid']
+  splits = {'train': [np.array([[0, 0, 0], [3, 4, 0], [1, -2, 1]])] * 3,
+            'valid': [np.array([[0, 0, 0], [2, 2, 1]])] * 2,
+            'test': [np.array([[0, 0, 0], [1, 1, 0], [5, 5, 1]])]}
+  os.makedirs(tmp_path / 'npz')
+  write_npz(tmp_path / 'npz' / 'a.npz', splits)
+  for data_dir in (tmp_path / 'npz' / 'a.npz', tmp_path / 'npz'):
+    data = load_dataset(experiments.get_config('stroke3', 'f_rnn', f'data_dir={data_dir}'))
+    assert [len(data[s]) for s in ('train', 'valid', 'test')] == [3, 2, 1]
+    assert data['train'][0].shape == (2, 3)
+  with pytest.raises(errors.UserError, match='no such'):
+    load_dataset(experiments.get_config('stroke3', 'f_rnn',
+                                        f'data_dir={tmp_path / "missing.npz"}'))

@@ -30,6 +30,10 @@ FAMILIES = [  # every model of the registry, every output model with both heads
     ('delta_rnn_random', dict(d_data=4, d_leak=2, head='bernoulli')),
     ('zf_f_srnn', dict(d_data=3, d_mlp=4)),
     ('zf_srnn_flat', dict(d_data=1, d_mlp=4, head='bernoulli')),
+    ('f_rnn_hw', dict(d_data=3, n_layer=2, n_mix=2, head='handwriting')),
+    ('rnn_hier_hw', dict(d_data=3, n_mix=2, head='handwriting', bivariate=True)),
+    ('f_srnn_hw', dict(d_data=3, d_mlp=4, n_mix=2, head='handwriting', bivariate=True)),
+    ('srnn_hier_hw', dict(d_data=3, d_mlp=4, n_mix=2, head='handwriting')),
 ]
 
 
@@ -53,6 +57,10 @@ def _data(head, d, key=2):
   k = jax.random.key(key)
   if head == 'bernoulli':
     seq = jax.random.bernoulli(k, 0.4, (T + 1, B, d)).astype(jnp.float32)
+  elif head == 'handwriting':  # (pen, dx, dy)
+    pen = jax.random.bernoulli(k, 0.4, (T + 1, B, 1)).astype(jnp.float32)
+    seq = jnp.concatenate([pen, jax.random.normal(jax.random.fold_in(k, 1), (T + 1, B, 2))],
+                          -1)
   else:
     seq = jax.random.normal(k, (T + 1, B, d))
   return seq[:-1], seq[1:]
@@ -162,6 +170,18 @@ def test_sample_from_workdir_writes_midi_and_png(tmp_path):
     want += [(s, e - s, pitch + 21) for s, e in zip(np.nonzero(on > 0)[0],
                                                      np.nonzero(on < 0)[0])]
   assert sorted(notes) == sorted(want)
+
+
+def test_sample_handwriting_writes_a_drawing(tmp_path, monkeypatch):
+  """A stroke-3 model samples whole lines (no state resets) into one PNG."""
+  config = experiments.get_config('stroke3', 'srnn_hier', 'd_rnn=4,d_emb=3,d_mlp=3,d_lat=2')
+  _save_initial_checkpoint(config, str(tmp_path))
+  monkeypatch.setattr(sample_lib.data_lib, 'handwriting_stats',
+                      lambda config: (np.zeros(2), 1.0))
+  out = sample_lib.sample_workdir(config, str(tmp_path), num_samples=2, num_steps=6)
+  assert sorted(os.listdir(out['sample_dir'])) == ['samples.npz', 'samples.png']
+  ys = np.load(os.path.join(out['sample_dir'], 'samples.npz'))['y']  # [T, N, 3]
+  assert ys.shape == (6, 2, 3) and set(np.unique(ys[..., 0])) <= {0.0, 1.0}
 
 
 def test_write_wav_undoes_the_normalisation(tmp_path):

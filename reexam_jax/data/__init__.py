@@ -54,12 +54,12 @@ def load_dataset(config) -> Dict[str, List[np.ndarray]]:
 def check_data_dir(config) -> None:
   """UserError unless config.data_dir exists (a missing default directory is made to
   download or cache into, except for own data, which have none; array_folder also
-  takes a single .npy/.npz file)."""
+  and stroke3 also take a single .npy/.npz file)."""
   if config.dataset in experiments.OWN_DATA_FIELDS and not config.data_dir:
     raise errors.UserError(f'--config.data_dir is required for {config.dataset}: the '
                            'directory of your files (docs/own_data.md)')
-  if config.dataset == 'array_folder' and os.path.isfile(config.data_dir):
-    return
+  if config.dataset in ('array_folder', 'stroke3') and os.path.isfile(config.data_dir):
+    return  # a single .npy/.npz file
   if (not os.path.isdir(config.data_dir)
       and config.data_dir != experiments.default_data_dir(config.dataset)):
     raise errors.UserError(f'--config.data_dir={config.data_dir}: no such directory')
@@ -117,7 +117,40 @@ def _load(config) -> Dict[str, List[np.ndarray]]:
     if config.stream_from_disk:
       return speech.open_speech(dataset, prepared_dir, **kwargs).as_dict()
     return speech.load_speech(dataset, prepared_dir, **kwargs)
+  if config.dataset in HANDWRITING_DATASETS:
+    return _load_handwriting(config)
   raise errors.UserError(f'--config.dataset={config.dataset}: unknown dataset')
+
+
+HANDWRITING_DATASETS = ('iamondb', 'stroke3')
+
+
+def _read_handwriting(config) -> dict:
+  """The handwriting loader's result (splits of (pen, dx, dy) steps, mean, std): IAM-OnDB
+  from its lineStrokes/ tree (data_dir is that tree or the directory holding it; a
+  prepared copy is read, not rebuilt), stroke-3 from an .npz file or a directory of
+  them."""
+  from reexam_jax.data import handwriting  # pylint: disable=g-import-not-at-top
+  if config.dataset == 'stroke3':
+    return handwriting.load_stroke3(config.data_dir)
+  from reexam_jax.data import iamondb_builder  # pylint: disable=g-import-not-at-top
+  return iamondb_builder.load_iamondb(config.data_dir, config.prepared_dir)
+
+
+def _load_handwriting(config) -> Dict[str, List[np.ndarray]]:
+  """Train, valid and test steps. IAM-OnDB has no test split: its 'test' is the
+  validation split, as the paper reports validation LL (evaluate.test_split labels
+  the results)."""
+  data = _read_handwriting(config)
+  return dict(train=data['train'], valid=data['valid'],
+              test=data['valid'] if config.dataset == 'iamondb' else data['test'])
+
+
+def handwriting_stats(config):
+  """(mean [2], std) of config's handwriting offsets, to draw steps in the data's own
+  units."""
+  data = _read_handwriting(config)
+  return data['mean'], data['std']
 
 
 def _check_d_data(seqs, d_data: int, dataset: str) -> None:

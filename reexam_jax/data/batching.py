@@ -7,7 +7,12 @@ one-step shift x = S[k:k+L], y = S[k+1:k+L+1]. Sequence boundaries are crossed, 
 Evaluation: whole sequences, sorted by length, padded and masked per batch, cut into
 chunks that each start from a zero state; the first step of a sequence is never scored.
 Every evaluation chunk is padded to [tgt_len, batch_size] (mask 0) so one compiled
-function serves all chunks.
+function serves all chunks; tgt_len 0 scores every sequence whole (one chunk per batch,
+padded to a multiple of pad_multiple steps).
+
+Whole-sequence training (handwriting; `PaddedStream`): each epoch the sequences are
+shuffled and taken batch_size at a time, zero-padded to the batch's longest sequence
+and masked, x = S[:-1], y = S[1:], mask = mask[1:] (the reference's IAM-OnDB batches).
 
 Sequences are numpy arrays [T_i, D] (or anything whose row-major flattening is the
 element stream, e.g. a [T, 88] piano roll read as D = 1).
@@ -94,6 +99,60 @@ class TrainStream:
     return shifted_chunk(self.epoch_stream(epoch), chunk, self.tgt_len)
 
 
+def padded_length(steps: int, multiple: int) -> int:
+  """steps rounded up to a multiple of `multiple` (one compiled shape per bucket)."""
+  return -(-steps // multiple) * multiple
+
+
+def pad_batch(seqs: Sequence[np.ndarray], batch_size: int, d_data: int,
+              length: int) -> Tuple[np.ndarray, np.ndarray]:
+  """Sequences (at most batch_size, each [T_i, D] at most `length` steps) -> zero-padded
+  [length, batch_size, D] and the mask [length, batch_size] of their steps."""
+  padded = np.zeros((length, batch_size, d_data), np.float32)
+  mask = np.zeros((length, batch_size), np.float32)
+  for b, s in enumerate(seqs):
+    padded[:len(s), b] = s
+    mask[:len(s), b] = 1.0
+  return padded, mask
+
+
+@dataclasses.dataclass
+class PaddedStream:
+  """Whole-sequence training batches, resumable at any step: (x, y, mask) with x, y
+  [L, B, D] and mask [L, B] (1 where y is a real step), L the batch's longest sequence
+  less one, rounded up to a multiple of pad_multiple.
+
+  Epoch e takes the sequences in `epoch_order(seed, e, ...)`, batch_size at a time; its
+  last batch may hold fewer sequences (its other rows are all padding). Sequences are
+  [T_i, ...] arrays read as [T_i, d_data] steps (`as_steps`).
+  """
+  seqs: Sequence[np.ndarray]
+  batch_size: int
+  d_data: int
+  pad_multiple: int = 1
+  seed: int = 0
+
+  def __post_init__(self):
+    if not any(len(as_steps(s, self.d_data)) >= 2 for s in self.seqs):
+      raise ValueError('training data have no sequence of two or more steps')
+    self.batches_per_epoch = -(-len(self.seqs) // self.batch_size)
+
+  def position(self, step: int) -> Tuple[int, int]:
+    """(epoch, batch index) of 0-based training step `step`."""
+    return divmod(step, self.batches_per_epoch)
+
+  def batch(self, step: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, y, mask) of step `step` (see the class docstring)."""
+    epoch, index = self.position(step)
+    order = epoch_order(self.seed, epoch, len(self.seqs))
+    start = index * self.batch_size
+    group = [as_steps(self.seqs[i], self.d_data) for i in order[start:start + self.batch_size]]
+    t_max = max(max(len(s) for s in group), 2)
+    padded, mask = pad_batch(group, self.batch_size, self.d_data,
+                             padded_length(t_max - 1, self.pad_multiple) + 1)
+    return padded[:-1], padded[1:], mask[1:]
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalChunk:
   """One evaluation chunk: x, y [L, B, D] and mask [L, B] (1 where y is scored)."""
@@ -103,8 +162,10 @@ class EvalChunk:
 
 
 def eval_chunks(seqs: Sequence[np.ndarray], batch_size: int, d_data: int, tgt_len: int,
-                sort: bool = True) -> Iterator[EvalChunk]:
-  """Evaluation chunks over whole sequences, each [tgt_len, batch_size] (padded).
+                sort: bool = True, pad_multiple: int = 1) -> Iterator[EvalChunk]:
+  """Evaluation chunks over whole sequences, each [tgt_len, batch_size] (padded), or,
+  with tgt_len 0, one chunk per batch holding its sequences whole, padded to a multiple
+  of pad_multiple steps.
 
   Sequences are taken in `eval_order` (sorted by length, as for TIMIT and MIDI, or in
   list order, as for the VCTK and Blizzard file lists), batched, zero-padded to the
@@ -115,16 +176,13 @@ def eval_chunks(seqs: Sequence[np.ndarray], batch_size: int, d_data: int, tgt_le
   for start in range(0, len(order), batch_size):
     group = [as_steps(s, d_data) for s in take(seqs, order[start:start + batch_size])]
     t_max = max(len(s) for s in group)
-    padded = np.zeros((t_max, batch_size, d_data), np.float32)
-    mask = np.zeros((t_max, batch_size), np.float32)
-    for b, s in enumerate(group):
-      padded[:len(s), b] = s
-      mask[:len(s), b] = 1.0
-    for k in range(0, t_max - 1, tgt_len):
-      n = min(tgt_len, t_max - 1 - k)
-      x = np.zeros((tgt_len, batch_size, d_data), np.float32)
+    padded, mask = pad_batch(group, batch_size, d_data, t_max)
+    length = tgt_len or padded_length(t_max - 1, pad_multiple)
+    for k in range(0, t_max - 1, length):
+      n = min(length, t_max - 1 - k)
+      x = np.zeros((length, batch_size, d_data), np.float32)
       y = np.zeros_like(x)
-      m = np.zeros((tgt_len, batch_size), np.float32)
+      m = np.zeros((length, batch_size), np.float32)
       x[:n], y[:n], m[:n] = padded[k:k + n], padded[k + 1:k + n + 1], mask[k + 1:k + n + 1]
       yield EvalChunk(x, y, m)
 

@@ -94,9 +94,13 @@ def build_model(cfg, seed: int = 0, precision: str = 'default') -> SequenceModel
                            f'{list(layers.PRECISIONS)}')
   _check_lstm_impl(cfg)
   spec = experiments.MODELS[cfg.name]
-  if spec.core == 'rnn':
+  if spec.core in ('rnn', 'hw_rnn'):
     core = cores.RNNCore(cfg.d_rnn, cfg.d_emb, cfg.n_layer, cfg.dropout, cfg.remat_chunk,
-                         cfg.lstm_impl, precision)
+                         cfg.lstm_impl, precision,
+                         inter_layer_dropout=spec.core == 'rnn')
+  elif spec.core == 'hw_srnn':
+    core = cores.HandwritingSRNNCore(cfg.d_rnn, cfg.d_emb, cfg.d_lat, cfg.d_mlp,
+                                     cfg.dropout, precision)
   elif spec.core == 'srnn':
     core = cores.SRNNCore(cfg.d_rnn, cfg.d_emb, cfg.d_lat, cfg.d_mlp, cfg.n_layer,
                           cfg.dropout, cfg.remat_chunk, cfg.lstm_impl,
@@ -106,7 +110,13 @@ def build_model(cfg, seed: int = 0, precision: str = 'default') -> SequenceModel
   # Heads of models whose core leaves h undropped apply the model's dropout to h.
   input_dropout = 0.0 if core.output_dropped else cfg.dropout
   n_mix = spec.n_mix(cfg)
-  if spec.output == 'factorised':
+  if spec.handwriting:
+    if cfg.d_data != outputs.Handwriting.d_data:
+      raise errors.UserError(f'--config.model.d_data={cfg.d_data}: the handwriting models '
+                             'read (pen, dx, dy) steps, d_data=3')
+    output = outputs.Handwriting(spec.output == 'handwriting_hier', n_mix, input_dropout,
+                                 cfg.bivariate, precision)
+  elif spec.output == 'factorised':
     output = outputs.Factorised(cfg.d_data, cfg.head, n_mix, input_dropout, precision)
   elif spec.output == 'hier_lstm':
     output = outputs.HierLSTM(cfg.d_data, cfg.d_rnn, cfg.d_emb, cfg.head, n_mix,

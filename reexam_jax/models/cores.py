@@ -82,12 +82,15 @@ class RNNCore(nn.Module):
   remat_chunk: int = 0  # LSTM activations recomputed per segment of this many steps
   lstm_impl: str = 'scan'  # 'scan' | 'cudnn' (layers.LSTMLayer)
   precision: str = 'default'  # matmul precision, see layers.PRECISIONS
+  inter_layer_dropout: bool = True  # dropout between LSTM layers (handwriting: none)
   output_dropped = False
 
   def setup(self):
     self.inp_emb = layers.InputEmbedding(self.d_emb, self.dropout, self.precision)
-    self.rnn = layers.LSTM(self.d_rnn, self.n_layer, self.dropout, remat_chunk=self.remat_chunk,
-                           impl=self.lstm_impl, precision=self.precision)
+    self.rnn = layers.LSTM(self.d_rnn, self.n_layer,
+                           self.dropout if self.inter_layer_dropout else 0.0,
+                           remat_chunk=self.remat_chunk, impl=self.lstm_impl,
+                           precision=self.precision)
 
   def __call__(self, x, y, *, deterministic: bool, latent_source: str = 'posterior'):
     del y, latent_source  # the deterministic core never sees targets
@@ -273,3 +276,68 @@ class ZForcingCore(nn.Module):
     log_pz = likelihoods.diag_gaussian_log_prob(z, *prior).sum(-1)
     h, carry = self._advance(carry, self.inp_emb(x, deterministic=True), z)
     return carry, h, log_pz
+
+
+class HandwritingSRNNCore(nn.Module):
+  """The handwriting SRNN (docs/reference.md, "Models"), which
+  differs from the speech/MIDI one: all LSTMs single-layer (n_layer is ignored), only
+  the backward one with an orthogonal W_hh; prior p(z_t | fwd_t) and posterior
+  q(z_t | bwd_t, fwd_t) are Linear-LReLU-Linear without dropout, clamped like the SRNN's;
+  and h_t = forward_h([emb(x_t), gen_mod(z_t)]) reads the input embedding and the
+  projected latent, not fwd_t. h is not dropped out (`output_dropped`: the heads must
+  not drop it either). `latent_source` and `step` as SRNNCore.
+  """
+  d_rnn: int
+  d_emb: int
+  d_lat: int
+  d_mlp: int
+  dropout: float = 0.0  # of the input embedding only
+  precision: str = 'default'  # matmul precision, see layers.PRECISIONS
+  output_dropped = True
+
+  def setup(self):
+    self.inp_emb = layers.InputEmbedding(self.d_emb, self.dropout, self.precision)
+    lstm = lambda orthogonal, name: layers.LSTM(self.d_rnn, 1, orthogonal_hh=orthogonal,
+                                                precision=self.precision, name=name)
+    self.bwd_rnn = lstm(True, 'bwd_rnn')
+    self.forward_z = lstm(False, 'forward_z')  # the context of the prior and posterior
+    self.forward_h = lstm(False, 'forward_h')  # the context of the output
+    self.prior = layers.MLP((self.d_mlp,), 2 * self.d_lat, 0.0, self.precision)
+    self.post = layers.MLP((self.d_mlp,), 2 * self.d_lat, 0.0, self.precision)
+    self.gen_mod = layers.TorchDense(self.d_mlp, precision=self.precision)
+
+  def _output_context(self, emb_x, z, states=None):
+    """h = forward_h([emb(x), gen_mod(z)]) [T, B, H], and forward_h's final states."""
+    return self.forward_h(jnp.concatenate([emb_x, self.gen_mod(z)], axis=-1),
+                          deterministic=True, initial_states=states)
+
+  def __call__(self, x, y, *, deterministic: bool, latent_source: str = 'posterior'):
+    emb_x = self.inp_emb(x, deterministic=deterministic)  # [T, B, E]
+    emb_y = self.inp_emb(y, deterministic=deterministic)
+    fwd, _ = self.forward_z(emb_x, deterministic=True)  # [T, B, H]
+    bwd = self.bwd_rnn(emb_y[::-1], deterministic=True)[0][::-1]  # [T, B, H]
+    prior = gaussian_params(self.prior, fwd, True)
+    post = gaussian_params(self.post, jnp.concatenate([bwd, fwd], axis=-1), True)
+    source = sampling_gaussian(latent_source, post, prior)
+    eps = jax.random.normal(self.make_rng('latent'), source[0].shape, source[0].dtype)
+    z = reparameterise(source, eps)  # [T, B, Z]
+    self.sow('intermediates', 'z', z)
+    h, _ = self._output_context(emb_x, z)
+    kl, log_ratio = latent_terms(z, post, prior, source)
+    return dict(h=h, kl=kl, log_ratio=log_ratio)
+
+  def initial_carry(self, batch: int):
+    """The zero states (forward_z, forward_h) of a sequence's first step."""
+    return zero_states(1, batch, self.d_rnn), zero_states(1, batch, self.d_rnn)
+
+  def step(self, carry, x, key, temperature=1.0, z=None):
+    """One step: x [B, D] -> (carry, h [B, H], log_pz [B]); z as SRNNCore.step."""
+    z_states, h_states = carry
+    emb_x = self.inp_emb(x[None], deterministic=True)  # [1, B, E]
+    fwd, z_states = self.forward_z(emb_x, deterministic=True, initial_states=z_states)
+    prior = gaussian_params(self.prior, fwd[0], True)  # [B, Z] each
+    if z is None:
+      z = sample_prior(prior, key, temperature)
+    log_pz = likelihoods.diag_gaussian_log_prob(z, *prior).sum(-1)
+    h, h_states = self._output_context(emb_x, z[None], h_states)
+    return (z_states, h_states), h[0], log_pz

@@ -10,6 +10,8 @@ depend on each other:
   HierLSTM     auto-regressive through a low-level LSTM over the elements (RNN/SRNN-hier),
   HierMADE     auto-regressive through a masked MLP (the Perm-TIMIT hier models),
   DeltaSplit   a leaked subset first, the rest jointly given it (the delta-RNN).
+  Handwriting  (pen, dx, dy) steps: a Bernoulli pen and a 1-D mixture per offset,
+               independent given h_t or pen -> dx -> dy (the handwriting models).
 
 `input_dropout` is the dropout the output applies to h before using it: the models'
 own rates, set to 0 when the core already dropped h out. Dropout modules are named
@@ -368,3 +370,59 @@ class DeltaSplit(nn.Module):
     y_rest, lp_rest = sample_or_score(self.crit_rest(self._rest_features(h, y_leak)), k_rest,
                                       temperature, part(self.rest))
     return self._merge(y_leak, y_rest), self._merge(lp_leak, lp_rest)
+
+
+class Handwriting(nn.Module):
+  """The handwriting output over (pen, dx, dy) steps (docs/reference.md, "Models"):
+  pen ~ Bernoulli(Linear(H, 1)(h)), dx and dy each a K-component 1-D mixture
+  (layers.CoordinateGMMHead) of h, or, with `hier`, of [h, pen] and [h, pen, dx]
+  (the raw target values concatenated: the order pen -> dx -> dy). `bivariate`
+  replaces the two 1-D mixtures by one correlated mixture over (dx, dy), read from h
+  (or [h, pen] with `hier`) and scored as log p(dx) + log p(dy | dx): an option beyond
+  the paper. Any core's h [..., H] can feed it.
+  """
+  hier: bool = False
+  n_mix: int = 5
+  input_dropout: float = 0.0
+  bivariate: bool = False
+  precision: str = 'default'  # matmul precision, see layers.PRECISIONS
+  d_data = 3  # (pen, dx, dy)
+
+  def setup(self):
+    self.h_dropout = layers.Dropout(self.input_dropout, name='Dropout_0')
+    self.pen = layers.TorchDense(1, precision=self.precision, name='pen')
+    if self.bivariate:
+      self.gm_xy = layers.BivariateGMMHead(self.n_mix, self.precision)
+    else:
+      self.gm_dx = layers.CoordinateGMMHead(self.n_mix, self.precision)
+      self.gm_dy = layers.CoordinateGMMHead(self.n_mix, self.precision)
+
+  def _context(self, h, *earlier):
+    """The input of a later element's head: h, or [h, earlier elements] with `hier`."""
+    if not self.hier:
+      return h
+    return jnp.concatenate([h] + [e[..., None] for e in earlier], axis=-1)
+
+  def _elements(self, h, key, temperature, y):
+    """(y, log_prob), each [..., 3], element by element in the order pen -> dx -> dy:
+    each drawn from p^(1/temperature) (y None) or the given target scored."""
+    keys = jax.random.split(key, 3) if key is not None else (None,) * 3
+    given = lambda i: None if y is None else y[..., i]
+    pen, lp_pen = sample_or_score(layers.Bernoulli(self.pen(h)[..., 0]), keys[0],
+                                  temperature, given(0))
+    if self.bivariate:
+      xy, lp_xy = sample_or_score(self.gm_xy(self._context(h, pen)), keys[1], temperature,
+                                  None if y is None else y[..., 1:])
+      return jnp.concatenate([pen[..., None], xy], -1), jnp.concatenate(
+          [lp_pen[..., None], lp_xy], -1)
+    dx, lp_dx = sample_or_score(self.gm_dx(self._context(h, pen)), keys[1], temperature,
+                                given(1))
+    dy, lp_dy = sample_or_score(self.gm_dy(self._context(h, pen, dx)), keys[2], temperature,
+                                given(2))
+    return jnp.stack([pen, dx, dy], -1), jnp.stack([lp_pen, lp_dx, lp_dy], -1)
+
+  def __call__(self, h, y, *, deterministic: bool):
+    return self._elements(self.h_dropout(h, deterministic=deterministic), None, 1.0, y)[1]
+
+  def step(self, h, key, temperature=1.0, y=None):
+    return self._elements(h, key, temperature, y)

@@ -1,0 +1,6 @@
+"""IAM-OnDB, RNN-hier."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('iamondb', 'rnn_hier', arg)
