@@ -189,6 +189,8 @@ MODEL_FLAGS = {
     ('array', 'srnn_hier_made'): Flags(100, {}),
     ('array', 'delta_rnn_interleave'): Flags(100, dict(chk_len=2)),
     ('array', 'delta_rnn_random'): Flags(100, dict(d_leak=1)),
+    ('array', 'zf_f_srnn'): Flags(100, {}),
+    ('array', 'zf_srnn_flat'): Flags(2000, dict(d_data=1)),
 }
 
 # Perm-TIMIT's hier models use the masked-MLP low level; the README's RNN-hier command

@@ -80,16 +80,21 @@ def write_piano_roll_png(path: str, roll: np.ndarray, title: str = '') -> None:
 def data_steps(config, ys: np.ndarray) -> np.ndarray:
   """Samples as model steps ys [T, N, D] -> each sample in the data's steps (whole
   steps only): [N, T', 88] piano rolls (music); [N, T', D] raw values (array_folder:
-  the training standardisation undone); [N, samples] normalised audio (speech)."""
+  the training standardisation undone); [N, samples] normalised audio (speech);
+  [N, T, 3] normalised (pen, dx, dy) steps (handwriting)."""
   num = ys.shape[1]
   streams = np.asarray(ys).transpose(1, 0, 2).reshape(num, -1)  # [N, T * D] elements
   domain = experiments.DATASETS[config.dataset].domain
   if domain == 'speech':
     return streams
+  if domain == 'handwriting':
+    return np.asarray(ys).transpose(1, 0, 2)
   stats = data_lib.training_normalisation(config)['stats'] if domain == 'array' else None
   dim = stats.dim if stats else midi.NUM_PITCHES
   steps = streams[:, :streams.shape[1] // dim * dim].reshape(num, -1, dim)
   return steps * stats.std + stats.mean if stats and stats.kind == 'real' else steps
+
+
 def trajectory_strokes(steps: np.ndarray, mean=(0.0, 0.0), std: float = 1.0):
   """[T, 3] (pen, dx, dy) steps, normalised with (mean [2], std) -> the pen-down
   strokes, each [n, 2] points, starting at the origin (handwriting.points_to_steps
@@ -177,13 +182,18 @@ def sample_workdir(config, workdir: str, *, num_samples: int = 4, num_steps: int
   if domain == 'speech' and stats is None:
     logging.warning('no prepared %s data under %s: writing normalised audio',
                     config.dataset, config.data_dir)
-  if domain == 'handwriting':
+  if domain == 'handwriting':  # one drawing of all samples
     mean, std = data_lib.handwriting_stats(config)
-    path = os.path.join(sample_dir, 'samples.png')
-    write_handwriting_png(path, list(ys.transpose(1, 0, 2)), mean, std,
+    files.append(os.path.join(sample_dir, 'samples.png'))
+    write_handwriting_png(files[-1], list(ys.transpose(1, 0, 2)), mean, std,
                           f'{config.model.name} on {config.dataset}, T={temperature}')
-    streams, files = [], [path]
-  for n, stream in enumerate(streams):
+    samples = []
+  else:
+    samples = data_steps(config, ys)
+  if domain == 'array':
+    files.append(os.path.join(sample_dir, 'samples_raw.npy'))
+    np.save(files[-1], samples)  # [N, T, D] raw values
+  for n, sample in enumerate(samples if domain != 'array' else []):
     base = os.path.join(sample_dir, f'sample_{n}')
     if domain == 'speech':
       write_wav(base + '.wav', sample, stats, config.stride)

@@ -139,9 +139,10 @@ def test_array_models_are_fitted_to_the_data(tmp_path):
   assert forced.model.head == 'gmm'
   kept = _array_config(tmp_path / 'binary', fit_model_to_data=False)
   assert data_lib.fit_config(kept) is kept
-  # Every model of the registry trains on fitted data: one loss of each is finite.
+  # Every model of the registry but the (pen, dx, dy) ones trains on fitted data: one
+  # loss of each is finite.
   data = data_lib.load_dataset(real)
-  for name in experiments.MODELS:
+  for name in [n for n, spec in experiments.MODELS.items() if not spec.handwriting]:
     config = data_lib.fit_config(_array_config(tmp_path / 'real', name))
     model = models.build_model(config.model, 0)
     x = np.zeros((4, 2, config.model.d_data), np.float32)
