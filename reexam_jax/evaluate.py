@@ -103,7 +103,6 @@ class Evaluator:
     """mesh: the devices that share each chunk's rows (default: all, parallel.make_mesh;
     batch_size must divide over them)."""
     self.mesh = mesh or parallel.make_mesh()
-    parallel.check_batch_size(batch_size, self.mesh, '--config.eval_batch_size')
     self.model, self.d_data, self.batch_size = model, d_data, batch_size
     self.tgt_len, self.normalisation, self.sort = tgt_len, normalisation, sort
     self.samples_per_pass, self.max_batches = samples_per_pass, max_batches
@@ -206,6 +205,7 @@ def evaluate_checkpoint(config, workdir: str) -> Dict[str, Any]:
   """Scores the best parameters of workdir's latest checkpoint on the test set, with
   the same keys as training's final scoring, and writes workdir/eval_results.json."""
   mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.eval_batch_size, mesh, '--config.eval_batch_size')
   model, best_params, record = state_lib.restore_best(config, workdir,
                                                       parallel.replicated(mesh))
   eval_rng = state_lib.run_keys(config.seed)[2]

@@ -264,9 +264,10 @@ def check_inputs(config, workdir: str) -> None:
 
 
 def checked_mesh(config):
-  """The device mesh; UserError when the batch size does not divide over it."""
+  """The device mesh; UserError when a batch size does not divide over it."""
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
+  parallel.check_batch_size(config.eval_batch_size, mesh, '--config.eval_batch_size')
   return mesh
 
 
