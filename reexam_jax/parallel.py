@@ -113,13 +113,17 @@ def put_batch(array: np.ndarray, mesh: Mesh, batch_axis: int = 1) -> jax.Array:
 
 def first_process_first(fn: Callable[[], T]) -> T:
   """fn() on process 0, then, after a barrier, on the others: files that fn prepares
-  (a data set built on first use) are written once, and the others read them."""
+  (a data set built on first use) are written once, and the others read them. A second
+  barrier lets all processes go on together: JAX's CPU collectives (gloo) give up when
+  one process reaches the first collective 30 s after another."""
   if jax.process_index() == 0:
     out = fn()
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices('reexam_jax: process 0 prepared the data')
   if jax.process_index() != 0:
     out = fn()
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('reexam_jax: every process loaded the data')
   return out  # pylint: disable=possibly-used-before-assignment
 
 
