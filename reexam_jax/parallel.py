@@ -7,6 +7,7 @@ Every process computes the same global batch from the deterministic data pipelin
 places only its own rows (`put_batch`), so a run's numbers do not depend on how many
 processes or devices share it."""
 import os
+import socket
 from typing import Callable, Optional, TypeVar
 
 import jax
@@ -44,6 +45,18 @@ def check_process_flags(coordinator_address: Optional[str], num_processes: Optio
     raise errors.UserError(f'--process_id={process_id}: must be in [0, {num_processes})')
 
 
+def check_port_free(coordinator_address: str) -> None:
+  """UserError when process 0 cannot listen on the coordinator's port: JAX (0.10) then
+  sometimes crashes (a segmentation fault) instead of raising."""
+  port = int(coordinator_address.rpartition(':')[2])
+  with socket.socket() as s:
+    try:
+      s.bind(('', port))
+    except OSError as e:
+      raise errors.UserError(f'--coordinator_address={coordinator_address}: process 0 '
+                             f'cannot listen on port {port}: {e.strerror}') from e
+
+
 def initialize(coordinator_address: Optional[str] = None,
                num_processes: Optional[int] = None,
                process_id: Optional[int] = None) -> None:
@@ -57,6 +70,8 @@ def initialize(coordinator_address: Optional[str] = None,
   check_process_flags(coordinator_address, num_processes, process_id)
   if coordinator_address is None and not any(k in os.environ for k in CLUSTER_VARIABLES):
     return
+  if process_id == 0:
+    check_port_free(coordinator_address)
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   try:
     jax.distributed.initialize(coordinator_address, num_processes, process_id)

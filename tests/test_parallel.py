@@ -114,8 +114,9 @@ def test_failed_start_is_one_error_line(tmp_path):
                    f'--coordinator_address=localhost:{port}', '--num_processes=1',
                    '--process_id=0', '--cpu_tuning=off')
   assert out.returncode == errors.UserError.exit_code, out.stderr[-3000:]
-  assert out.stderr.splitlines()[-1].startswith(
-      f'error: --coordinator_address=localhost:{port}: multi-process start failed: ')
+  assert out.stderr.splitlines()[-1] == (
+      f'error: --coordinator_address=localhost:{port}: process 0 cannot listen on port '
+      f'{port}: Address already in use')
   assert 'Traceback' not in out.stderr
 
 
