@@ -4,12 +4,16 @@ docs/benchmarks.md) in the same run, and prints the ratio.
 
   python benchmarks/step_time.py configs/nottingham_f_rnn.py [--steps 30] [--warmup 3]
       [--batch B] [--preset midi_f_rnn] [--no-torch] [--cpu-tuning auto|off]
+      [--devices N]
 
 Data are random Bernoulli(0.1) (MIDI) or Gaussian (speech) batches of the config's
 shape, drawn before the timer starts, as the yardstick does. One step is the whole
 jitted update (forward, backward, clipping, Adam), timed to `block_until_ready`.
 --cpu-tuning is main.py's --cpu_tuning (reexam_jax/runtime.py); the yardstick runs in
 the same environment (huge pages or not).
+--devices N splits the CPU into N JAX devices (jax_num_cpu_devices) and shards each
+batch over them as training does (reexam_jax.parallel); 1 leaves the step to XLA's own
+intra-op threads. Pin the cores with taskset to compare the two on a multi-core CPU.
 benchmarks/harness.py runs many configs through the helpers here (`time_jax_fresh`,
 `time_torch`) and adds FLOPs, peak and memory figures.
 """
@@ -46,15 +50,16 @@ def default_preset(config) -> str:
 def time_jax(config, steps: int, warmup: int, batch: int):
   """-> (compile seconds, per-step ms list)."""
   import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from reexam_jax import models, train  # pylint: disable=g-import-not-at-top
+  from reexam_jax import models, parallel, train  # pylint: disable=g-import-not-at-top
   from reexam_jax import state as state_lib  # pylint: disable=g-import-not-at-top
 
   model = models.build_model(config.model, precision=config.matmul_precision)
   params = models.init_params(model, jax.random.key(0), config.model.d_data)
   optimizer = state_lib.make_optimizer(config)
-  state = state_lib.initial_state(params, optimizer)
+  mesh = parallel.make_mesh()
+  state = jax.device_put(state_lib.initial_state(params, optimizer),
+                         parallel.replicated(mesh))
   step_fn = train.make_train_step(model, optimizer, config)
   rng = np.random.default_rng(0)
   t, d = config.tgt_len, config.model.d_data
@@ -64,7 +69,7 @@ def time_jax(config, steps: int, warmup: int, batch: int):
       s = (rng.random((t + 1, batch, d)) < 0.1).astype(np.float32)
     else:
       s = rng.standard_normal((t + 1, batch, d)).astype(np.float32)
-    return jnp.asarray(s[:-1]), jnp.asarray(s[1:])
+    return parallel.put_batch(s[:-1], mesh), parallel.put_batch(s[1:], mesh)
 
   key = jax.random.key(1)
   x, y = batch_fn()
@@ -146,15 +151,20 @@ def main():
   ap.add_argument('--cpu-tuning', choices=('auto', 'off'), default='auto',
                   help="main.py's --cpu_tuning: malloc thresholds and huge pages (the "
                        'latter for both frameworks); off, for comparison')
+  ap.add_argument('--devices', type=int, default=1,
+                  help='CPU devices the batch is sharded over (1: XLA intra-op threads only)')
   args = ap.parse_args()
 
   from reexam_jax import runtime  # pylint: disable=g-import-not-at-top
   print(runtime.apply(args.cpu_tuning), flush=True)  # may restart this script first
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_num_cpu_devices', args.devices)  # before the backend starts
   config = load_config(args.config)
   batch = args.batch or config.batch_size
   preset = args.preset or default_preset(config)
   print(f'config: {args.config} (model {config.model.name}, batch {batch}, '
-        f'tgt_len {config.tgt_len}, D {config.model.d_data}, H {config.model.d_rnn})')
+        f'tgt_len {config.tgt_len}, D {config.model.d_data}, H {config.model.d_rnn}, '
+        f'{args.devices} device(s))')
 
   compile_s, times = time_jax(config, args.steps, args.warmup, batch)
   jax_ms = statistics.median(times)

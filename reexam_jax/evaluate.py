@@ -12,6 +12,7 @@ the ELBO also with its Monte-Carlo standard error given the data (`elbo_mc_stder
 `score_test` reports a run's test numbers from its best-on-valid parameters, at the end
 of training or later from its workdir (`evaluate_checkpoint`).
 """
+import functools
 import math
 import os
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -23,6 +24,7 @@ import numpy as np
 from reexam_jax import experiments
 from reexam_jax import fileio
 from reexam_jax import models
+from reexam_jax import parallel
 from reexam_jax import state as state_lib
 from reexam_jax.data import batching
 from reexam_jax.data import load_dataset
@@ -67,9 +69,11 @@ def normalised_stderr(totals: np.ndarray, num_elements: np.ndarray,
                * float(normalisation))
 
 
-def make_chunk_scorer(model, num_samples: int, latent_source: str) -> Callable:
+def make_chunk_scorer(model, num_samples: int, latent_source: str, mesh) -> Callable:
   """jit(params, x, y, mask, rng) -> (log-sum-exp of the importance weights [B], ELBO
-  of each draw [S, B]), for `num_samples` latent draws at once.
+  of each draw [S, B]), for `num_samples` latent draws at once. x, y, mask come sharded
+  over `mesh` (parallel.put_batch); the outputs are replicated on every device, so each
+  process reads all rows and sums them once, as one process would.
 
   With one sample and the posterior, the bound is log p(y|z) + log p(z) - log q(z); its
   expectation is the ELBO. For deterministic models every number is the exact LL.
@@ -84,7 +88,7 @@ def make_chunk_scorer(model, num_samples: int, latent_source: str) -> Callable:
     elbo = log_py - (out['kl'] * mask).sum(0)  # [B]
     return log_w, elbo
 
-  @jax.jit
+  @functools.partial(jax.jit, out_shardings=parallel.replicated(mesh))
   def score(params, x, y, mask, rng):
     keys = jax.random.split(rng, num_samples)
     log_w, elbo = jax.vmap(one_sample, in_axes=(None, None, None, None, 0))(
@@ -98,9 +102,11 @@ class Evaluator:
 
   def __init__(self, model, *, d_data: int, batch_size: int, tgt_len: int,
                normalisation, samples_per_pass: int = 8, sort: bool = True,
-               max_batches: int = 0, pad_multiple: int = 1):
+               max_batches: int = 0, pad_multiple: int = 1, mesh=None):
     """tgt_len: steps per chunk, 0 for whole sequences (padded to a multiple of
-    pad_multiple steps)."""
+    pad_multiple steps). mesh: the devices that share each chunk's rows (default: all,
+    parallel.make_mesh; batch_size must divide over them)."""
+    self.mesh = mesh or parallel.make_mesh()
     self.model, self.d_data, self.batch_size = model, d_data, batch_size
     self.pad_multiple = pad_multiple
     self.tgt_len, self.normalisation, self.sort = tgt_len, normalisation, sort
@@ -110,7 +116,8 @@ class Evaluator:
   def _scorer(self, num_samples: int, latent_source: str):
     key = (num_samples, latent_source)
     if key not in self._scorers:
-      self._scorers[key] = make_chunk_scorer(self.model, num_samples, latent_source)
+      self._scorers[key] = make_chunk_scorer(self.model, num_samples, latent_source,
+                                             self.mesh)
     return self._scorers[key]
 
   def per_sequence(self, params, seqs, rng, num_samples: int = 1,
@@ -142,9 +149,11 @@ class Evaluator:
                                         sort=False, pad_multiple=self.pad_multiple):
         chunk_rng = jax.random.fold_in(rng, chunk_index)
         chunk_index += 1
+        # [L, B, D], [L, B, D], [L, B]: this process's rows of each.
+        x, y, mask = (parallel.put_batch(a, self.mesh) for a in (chunk.x, chunk.y, chunk.mask))
         lse, draws = None, []
         for p in range(num_samples // per_pass):
-          b, e = score(params, chunk.x, chunk.y, chunk.mask, jax.random.fold_in(chunk_rng, p))
+          b, e = score(params, x, y, mask, jax.random.fold_in(chunk_rng, p))
           lse = b if lse is None else jnp.logaddexp(lse, b)
           draws.append(np.asarray(e, np.float64))
         draws = np.concatenate(draws)  # [S, B] ELBO draws
@@ -181,18 +190,20 @@ class Evaluator:
                 num_sequences=len(steps), num_steps=float(steps.sum()))
 
 
-def make_evaluator(config, model, data, max_batches: Optional[int] = None) -> Evaluator:
+def make_evaluator(config, model, data, max_batches: Optional[int] = None, mesh=None
+                   ) -> Evaluator:
   """config's evaluator of `data` (load_dataset's): batches sorted by length, except for
   file-list datasets (VCTK, Blizzard) which the reference evaluates in list order
   (data['sort_eval']); whole sequences for the whole-sequence (handwriting) datasets.
-  max_batches: None for config.max_eval_batches (0: all)."""
+  max_batches: None for config.max_eval_batches (0: all); mesh: the devices that share
+  each chunk (default: all)."""
   return Evaluator(
       model, d_data=config.model.d_data, batch_size=config.eval_batch_size,
       tgt_len=0 if config.whole_sequences else config.eval_tgt_len,
       normalisation=config.normalisation, samples_per_pass=config.iwae_chunk,
       max_batches=config.max_eval_batches if max_batches is None else max_batches,
       sort=data.get('sort_eval', True),
-      pad_multiple=config.pad_multiple)
+      pad_multiple=config.pad_multiple, mesh=mesh)
 
 
 def test_split(config) -> str:
@@ -256,14 +267,17 @@ def score_each(config, evaluator: Evaluator, params, seqs, eval_rng) -> Dict[str
 def evaluate_checkpoint(config, workdir: str) -> Dict[str, Any]:
   """Scores the best parameters of workdir's latest checkpoint on the test set, with
   the same keys as training's final scoring, and writes workdir/eval_results.json."""
-  model, best_params, record = state_lib.restore_best(config, workdir)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.eval_batch_size, mesh, '--config.eval_batch_size')
+  model, best_params, record = state_lib.restore_best(config, workdir,
+                                                      parallel.replicated(mesh))
   eval_rng = state_lib.run_keys(config.seed)[2]
-  data = load_dataset(config)
+  data = parallel.first_process_first(lambda: load_dataset(config))
   results = dict(dataset=config.dataset, model=config.model.name,
                  params=models.count_params(model, best_params),
                  best_step=record['best_step'], valid_ll=record['best_valid_ll'])
-  results.update(score_test(config, make_evaluator(config, model, data), best_params,
-                            data['test'], eval_rng))
-  if jax.process_index() == 0:
+  evaluator = make_evaluator(config, model, data, mesh=mesh)
+  results.update(score_test(config, evaluator, best_params, data['test'], eval_rng))
+  if parallel.is_main_process():
     fileio.write_json(os.path.join(workdir, 'eval_results.json'), results)
   return results

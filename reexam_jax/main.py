@@ -23,6 +23,12 @@ is written.
 sample modes when JAX will run on the CPU, restarting the process once for huge pages
 (see reexam_jax/runtime.py); one line `cpu tuning: ...` on stdout says what was applied.
 --cpu_tuning=off leaves the process as it is.
+
+Multi-process (train and eval): start the same command once per process with
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I (process 0 listens on
+HOST:PORT); without them, cluster launchers (SLURM, Cloud TPU pods,
+JAX_COORDINATOR_ADDRESS) are detected. Results equal the single-process run; only
+process 0 writes metrics and results (launch/README.md).
 """
 import errno
 import os
@@ -65,6 +71,15 @@ _CPU_TUNING = flags.DEFINE_enum(
     'auto: in train, eval and sample modes on the CPU backend, raise glibc\'s malloc '
     'thresholds and restart once with huge pages for large buffers (README, "CPU '
     'tuning"); off: neither.')
+
+# jax.distributed.initialize's arguments (reexam_jax/parallel.py).
+_COORDINATOR_ADDRESS = flags.DEFINE_string(
+    'coordinator_address', None, 'Multi-process run: HOST:PORT of process 0 (with '
+    '--num_processes and --process_id; default: detect a cluster launcher).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None,
+                                      'Multi-process run: number of processes.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None,
+                                   'Multi-process run: this process, 0 .. N-1.')
 
 
 def _exit_with(message: str) -> None:
@@ -192,6 +207,9 @@ def run(argv):
     raise errors.UserError(f'unexpected arguments: {" ".join(argv[1:])}')
   config = check_run(_CONFIG.value, _MODE.value, _WORKDIR.value, _ALLOW_CONFIG_CHANGE.value,
                      _SCORE_INPUT.value)
+  if _COORDINATOR_ADDRESS.value is not None and _MODE.value not in ('train', 'eval'):
+    raise errors.UserError(f'--coordinator_address: --mode={_MODE.value} runs in one process '
+                           '(multi-process runs are for --mode=train and eval)')
   if _MODE.value == 'params':
     print_params(config)
     return
@@ -230,7 +248,7 @@ def run(argv):
   report_unraisable = sys.unraisablehook
   sys.unraisablehook = lambda u: (None if checkpointing.is_closed_loop_report(u)
                                   else report_unraisable(u))
-  parallel.initialize()
+  parallel.initialize(_COORDINATOR_ADDRESS.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   if _MODE.value == 'train':
     results = train.train_and_evaluate(config, _WORKDIR.value)
   else:

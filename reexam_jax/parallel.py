@@ -1,25 +1,92 @@
-"""Data parallelism with one jit: a 1-D ('data',) mesh over all devices, parameters
-replicated, batches sharded along their batch axis. The same code runs on one CPU,
-several GPUs or a multi-host TPU pod (call `initialize()` first there)."""
+"""Data parallelism with one jit: a 1-D ('data',) mesh over all devices of all
+processes, parameters replicated, batches sharded along their batch axis. The same code
+runs on one CPU, several GPUs, several processes or a multi-host TPU pod; a
+multi-process run calls `initialize()` first.
+
+Every process computes the same global batch from the deterministic data pipeline and
+places only its own rows (`put_batch`), so a run's numbers do not depend on how many
+processes or devices share it."""
 import os
+import socket
+from typing import Callable, Optional, TypeVar
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from reexam_jax import errors
 
-def initialize() -> None:
-  """Starts multi-host JAX when a cluster launcher set the coordinator variables."""
-  if any(k in os.environ for k in ('JAX_COORDINATOR_ADDRESS', 'SLURM_JOB_ID',
-                                   'TPU_WORKER_HOSTNAMES')) and jax.process_count() == 1:
+# Variables of the cluster launchers that jax.distributed.initialize() auto-detects.
+CLUSTER_VARIABLES = ('JAX_COORDINATOR_ADDRESS', 'SLURM_JOB_ID', 'TPU_WORKER_HOSTNAMES')
+PROCESS_FLAGS = ('--coordinator_address', '--num_processes', '--process_id')
+
+T = TypeVar('T')
+
+
+def check_process_flags(coordinator_address: Optional[str], num_processes: Optional[int],
+                        process_id: Optional[int]) -> None:
+  """UserError unless the three flags are all given (HOST:PORT, N >= 1, 0 <= I < N) or
+  all absent."""
+  given = [v is not None for v in (coordinator_address, num_processes, process_id)]
+  if not any(given):
+    return
+  if not all(given):
+    missing = [f for f, g in zip(PROCESS_FLAGS, given) if not g]
+    raise errors.UserError(f'{", ".join(missing)}: required with '
+                           f'{", ".join(f for f, g in zip(PROCESS_FLAGS, given) if g)} '
+                           '(a multi-process run needs all three)')
+  host, _, port = coordinator_address.rpartition(':')
+  if not host or not port.isdigit():
+    raise errors.UserError(f'--coordinator_address={coordinator_address}: expected HOST:PORT')
+  if num_processes < 1:
+    raise errors.UserError(f'--num_processes={num_processes}: must be >= 1')
+  if not 0 <= process_id < num_processes:
+    raise errors.UserError(f'--process_id={process_id}: must be in [0, {num_processes})')
+
+
+def check_port_free(coordinator_address: str) -> None:
+  """UserError when process 0 cannot listen on the coordinator's port: JAX (0.10) then
+  sometimes crashes (a segmentation fault) instead of raising."""
+  port = int(coordinator_address.rpartition(':')[2])
+  with socket.socket() as s:
     try:
-      jax.distributed.initialize()
-    except (RuntimeError, ValueError) as e:  # not actually a multi-process job
-      print(f'jax.distributed.initialize() skipped: {e}')
+      s.bind(('', port))
+    except OSError as e:
+      raise errors.UserError(f'--coordinator_address={coordinator_address}: process 0 '
+                             f'cannot listen on port {port}: {e.strerror}') from e
+
+
+def initialize(coordinator_address: Optional[str] = None,
+               num_processes: Optional[int] = None,
+               process_id: Optional[int] = None) -> None:
+  """Starts multi-process JAX: with the given coordinator, process count and id; without
+  them, when a cluster launcher set its variables (CLUSTER_VARIABLES; JAX reads the
+  rest from them); else does nothing (one process). Cross-process collectives on CPUs
+  use gloo. Must run before anything touches JAX's backend (jax.devices(), an array).
+
+  Raises errors.UserError, one line, when the flags are inconsistent or the start
+  fails: a run never silently falls back to one process."""
+  check_process_flags(coordinator_address, num_processes, process_id)
+  if coordinator_address is None and not any(k in os.environ for k in CLUSTER_VARIABLES):
+    return
+  if process_id == 0:
+    check_port_free(coordinator_address)
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  try:
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+  except Exception as e:  # pylint: disable=broad-except; JAX raises several kinds
+    where = (f'--coordinator_address={coordinator_address}' if coordinator_address
+             else 'cluster auto-detection')
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    raise errors.UserError(f'{where}: multi-process start failed: {reason}') from e
 
 
 def make_mesh() -> Mesh:
-  return Mesh(np.array(jax.devices()), ('data',))
+  """All devices of all processes on one 'data' axis, ordered by process, so each
+  process's devices hold one contiguous block of a batch's rows."""
+  devices = sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
+  return Mesh(np.array(devices), ('data',))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -34,14 +101,55 @@ def batch_sharding(mesh: Mesh, batch_axis: int = 1) -> NamedSharding:
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, flag: str = '--config.batch_size') -> None:
+  """UserError unless batch_size divides over the mesh's devices: the global batch is
+  the config's (the paper's) at any scale, never rounded."""
   n = mesh.devices.size
   if batch_size % n:
-    raise ValueError(f'{flag}={batch_size} is not divisible by the {n} devices of the mesh')
+    raise errors.UserError(f'{flag}={batch_size} is not divisible by the {n} devices of '
+                           f'the mesh ({jax.process_count()} process(es))')
+
+
+def process_rows(array: np.ndarray, batch_axis: int = 1) -> np.ndarray:
+  """This process's block of a global host batch along batch_axis: rows
+  [i * B/N, (i+1) * B/N) of process i of N (a view, nothing copied)."""
+  rows = array.shape[batch_axis] // jax.process_count()
+  start = jax.process_index() * rows
+  index = [slice(None)] * array.ndim
+  index[batch_axis] = slice(start, start + rows)
+  return array[tuple(index)]
 
 
 def put_batch(array: np.ndarray, mesh: Mesh, batch_axis: int = 1) -> jax.Array:
-  """Places a global host batch on the mesh, each device taking its rows. Every process
-  builds the same global batch (the data pipeline is deterministic), so this also works
-  across hosts."""
-  return jax.make_array_from_callback(array.shape, batch_sharding(mesh, batch_axis),
-                                      lambda index: array[index])
+  """The global batch `array` (e.g. [T, B, D]) as one jax.Array sharded over the mesh;
+  this process transfers only its own rows (`process_rows`)."""
+  return jax.make_array_from_process_local_data(
+      batch_sharding(mesh, batch_axis), process_rows(array, batch_axis), array.shape)
+
+
+def first_process_first(fn: Callable[[], T]) -> T:
+  """fn() on process 0, then, after a barrier, on the others: files that fn prepares
+  (a data set built on first use) are written once, and the others read them. A second
+  barrier lets all processes go on together: JAX's CPU collectives (gloo) give up when
+  one process reaches the first collective 30 s after another."""
+  if jax.process_index() == 0:
+    out = fn()
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('reexam_jax: process 0 prepared the data')
+  if jax.process_index() != 0:
+    out = fn()
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('reexam_jax: every process loaded the data')
+  return out  # pylint: disable=possibly-used-before-assignment
+
+
+def max_over_processes(value: int) -> int:
+  """The largest of every process's `value` (a collective: every process calls it), so
+  that all take the same decision, e.g. to stop after this step."""
+  if jax.process_count() == 1:
+    return value
+  return int(multihost_utils.process_allgather(np.int32(value)).max())
+
+
+def is_main_process() -> bool:
+  """True on the process that writes run files (metrics, results, samples, reports)."""
+  return jax.process_index() == 0

@@ -1,6 +1,6 @@
 """The train state, the optimiser that updates it, and the best-on-valid parameters of a
 finished or interrupted run (what sampling and test scoring read, with no optimiser)."""
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import flax
 import jax
@@ -44,15 +44,20 @@ def initial_state(params, optimizer: optax.GradientTransformation) -> TrainState
   return TrainState(jnp.int32(0), params, optimizer.init(params))
 
 
-def restore_best(config, workdir: str) -> Tuple[Any, Any, Dict[str, Any]]:
+def restore_best(config, workdir: str, sharding: Optional[jax.sharding.Sharding] = None
+                 ) -> Tuple[Any, Any, Dict[str, Any]]:
   """(model, best-on-valid parameters, checkpoint record) of workdir's latest
   checkpoint, restoring nothing else (no train state, no optimiser); UserError when
-  there is none or workdir's config.json is another config."""
+  there is none or workdir's config.json is another config. sharding: where the
+  parameters go (e.g. replicated over a multi-process mesh; default: one device)."""
   workdir_lib.check_has_checkpoints(workdir)
   workdir_lib.check_config(config, workdir)
   model = models.build_model(config.model, config.seed, precision='highest')
   shapes = jax.eval_shape(lambda: models.init_params(model, jax.random.key(0),
                                                       config.model.d_data))
+  if sharding is not None:
+    shapes = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+                          shapes)
   ckpt = checkpointing.Checkpointer(workdir)
   try:
     if ckpt.latest_step() is None:

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import statistics
 import time
 from typing import Any, Dict, Optional, Tuple
@@ -170,7 +171,7 @@ class MetricsLog:
 
   def __init__(self, workdir: str, resume_step: int):
     self.path = os.path.join(workdir, 'metrics.jsonl')
-    self.enabled = jax.process_index() == 0
+    self.enabled = parallel.is_main_process()
     if self.enabled and os.path.exists(self.path):
       with open(self.path, 'r+b') as f:
         kept_bytes = 0
@@ -273,7 +274,7 @@ def check_inputs(config, workdir: str) -> None:
 
 
 def checked_mesh(config):
-  """The device mesh; ValueError when a batch size does not divide over it."""
+  """The device mesh; UserError when a batch size does not divide over it."""
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval_batch_size, mesh, '--config.eval_batch_size')
@@ -291,7 +292,8 @@ def start_or_resume(config, workdir: str, model, optimizer, init_rng, mesh
   best_params = own_copy(state.params)
   record = dict(best_valid_ll=-math.inf, best_step=0, skipped_steps=0)
   os.makedirs(workdir, exist_ok=True)
-  workdir_lib.write_config(config, workdir)
+  if parallel.is_main_process():
+    workdir_lib.write_config(config, workdir)
   ckpt = checkpointing.Checkpointer(workdir)
   if ckpt.latest_step() is not None:
     state, best_params, restored = ckpt.restore(state, best_params)
@@ -310,6 +312,13 @@ def due(config, done: int, stopping: bool) -> Tuple[bool, bool, bool]:
           done % config.checkpoint_every == 0 or last or stopping)
 
 
+def say(bar, text: str) -> None:
+  """Prints text above the progress bar, on the main process only (every process runs
+  the same loop and would print the same line)."""
+  if parallel.is_main_process():
+    bar.write(text)
+
+
 def log_window(config, progress: Progress, host, kl_weight_now, done: int,
                log: MetricsLog, bar) -> None:
   """Writes the metrics line of the window ending at step done (host: the sums on the
@@ -324,7 +333,7 @@ def log_window(config, progress: Progress, host, kl_weight_now, done: int,
     line.update(skipped_steps=int(host['nonfinite_steps']))
     progress.record['skipped_steps'] += line['skipped_steps']
     if line['skipped_steps']:
-      bar.write(f'skipped {line["skipped_steps"]} non-finite step(s) up to step {done} '
+      say(bar, f'skipped {line["skipped_steps"]} non-finite step(s) up to step {done} '
                 f'({progress.record["skipped_steps"]} in all), the first at '
                 f'{nonfinite_message(host["first_nonfinite"])}')
   log.write(**line)
@@ -343,7 +352,7 @@ def validate(config, evaluator, seqs, eval_rng, done: int, progress: Progress,
     progress.best_params = own_copy(progress.state.params)
     record.update(best_valid_ll=valid_ll, best_step=done)
   unit = evaluate.ll_unit(config.normalisation, config.model.d_data, config.dataset)
-  bar.write(f'step {done}: valid {unit} {valid_ll:.4f} '
+  say(bar, f'step {done}: valid {unit} {valid_ll:.4f} '
             f'(best {record["best_valid_ll"]:.4f} at {record["best_step"]})')
 
 
@@ -386,9 +395,9 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   last checkpoint is complete by then, so a rerun only evaluates."""
   wall_start = time.time()
   check_inputs(config, workdir)
-  data = load_dataset(config)
-  model = models.build_model(config.model, config.seed, precision=config.matmul_precision)
   mesh = checked_mesh(config)
+  data = parallel.first_process_first(lambda: load_dataset(config))
+  model = models.build_model(config.model, config.seed, precision=config.matmul_precision)
   init_rng, train_rng, eval_rng = state_lib.run_keys(config.seed)
   optimizer = state_lib.make_optimizer(config)
   progress, ckpt = start_or_resume(config, workdir, model, optimizer, init_rng, mesh)
@@ -397,11 +406,14 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   stream = make_stream(config, data['train'])
   train_step = make_train_step(model, optimizer, config)
   evaluator = evaluate.make_evaluator(  # reported numbers: true float32 matmuls
-      config, models.build_model(config.model, config.seed, precision='highest'), data)
+      config, models.build_model(config.model, config.seed, precision='highest'), data,
+      mesh=mesh)
   timer = StepTimer()
   bar = tqdm.tqdm(total=config.num_steps, initial=start_step, dynamic_ncols=True,
-                  disable=not config.progress_bar or jax.process_index() != 0)
-  # SIGTERM/SIGINT (preemption, Ctrl-C) end the loop after the current step and a save.
+                  disable=not config.progress_bar or not parallel.is_main_process())
+  # SIGTERM/SIGINT (preemption, Ctrl-C) to any process end the loop after the current
+  # step and a save, on all processes at the same step.
+  stopped = 0  # the signal that stopped the loop, 0 while none
   with preemption.stop_signals() as stop:
     for step in range(start_step, config.num_steps):
       x, y, *mask = (parallel.put_batch(a, mesh) for a in stream.batch(step))
@@ -409,7 +421,8 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
       progress.add(metrics)
       done = step + 1
       bar.update(1)
-      log_now, eval_now, save_now = due(config, done, stopping=stop.signum is not None)
+      stopped = parallel.max_over_processes(stop.signum or 0)
+      log_now, eval_now, save_now = due(config, done, stopping=bool(stopped))
       if log_now or eval_now or save_now:  # the host waits for the step here, not before
         host = jax.device_get(progress.sums)
         if not config.skip_nonfinite:
@@ -423,19 +436,20 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
       if save_now:
         ckpt.save(done, progress.state, progress.best_params,
                   progress.checkpoint_record(stream, done))
-      if stop.signum is not None:
+      if stopped:
         break
     bar.close()
     ckpt.wait()  # still inside: a second signal cannot cut the write short
     ckpt.close()
-  if stop.signum is not None:
+  if stopped:
     raise errors.TrainingInterrupted(
-        f'{stop.name}: stopped after step {int(progress.state.step)} of {config.num_steps} '
-        f'and saved a checkpoint in {workdir}; run the same command to resume', stop.signum)
+        f'{signal.Signals(stopped).name}: stopped after step {int(progress.state.step)} of '
+        f'{config.num_steps} and saved a checkpoint in {workdir}; run the same command to '
+        'resume', stopped)
   test_scores = evaluate.score_test(config, evaluator, progress.best_params, data['test'],
                                     eval_rng)
   results = dict(final_results(config, model, progress, timer, test_scores),
                  wall_s=time.time() - wall_start)
-  if jax.process_index() == 0:
+  if parallel.is_main_process():
     fileio.write_json(os.path.join(workdir, 'results.json'), results)
   return results

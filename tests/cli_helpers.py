@@ -1,9 +1,10 @@
 """Helpers for tests that run the real command line (`python -m reexam_jax.main`) on
 a tiny model and a small synthetic piano-roll set."""
 import os
+import socket
 import subprocess
 import sys
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import scipy.io
@@ -39,12 +40,17 @@ def write_mat(path, **splits) -> None:
   scipy.io.savemat(str(path), {k: cell(v) for k, v in fields.items() if v is not None})
 
 
+def offline_env(**variables) -> Dict[str, str]:
+  """The caller's environment, offline, on JAX's CPU backend, plus `variables`."""
+  return dict(os.environ, no_proxy='*', http_proxy='http://0.0.0.0:9',
+              https_proxy='http://0.0.0.0:9', JAX_PLATFORMS='cpu', **variables)
+
+
 def run_main(*args, data_dir: Optional[str] = None, timeout: int = 600
              ) -> subprocess.CompletedProcess:
   """`python -m reexam_jax.main args` in the repository, offline, with default data
   directories under $REEXAM_DATA_DIR as the caller's environment sets them."""
-  env = dict(os.environ, no_proxy='*', http_proxy='http://0.0.0.0:9',
-             https_proxy='http://0.0.0.0:9', JAX_PLATFORMS='cpu')
+  env = offline_env()
   if data_dir is not None:
     args = (*args, f'--config.data_dir={data_dir}')
   return subprocess.run([sys.executable, '-m', 'reexam_jax.main', *map(str, args)],
@@ -63,3 +69,37 @@ def snapshot(path) -> Optional[Dict[str, bytes]]:
       rel = os.path.relpath(full, path)
       out[rel] = b'<dir>' if os.path.isdir(full) else open(full, 'rb').read()
   return out
+
+
+def free_port() -> int:
+  """A TCP port that no one listens on now."""
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def run_processes(args, num_processes: int, devices: int, env: Optional[Dict[str, str]] = None,
+                  prefixes: Optional[Sequence[Sequence[str]]] = None, timeout: int = 600
+                  ) -> List[subprocess.CompletedProcess]:
+  """One run of `python PREFIX args` as num_processes processes on localhost (gloo),
+  each with `devices` CPU devices; their outcomes, by process id. prefixes: how python
+  starts each process's command line (default `-m reexam_jax.main`; e.g.
+  ('-c', SCRIPT, ...) for a wrapped main)."""
+  # gRPC (the coordinator's transport) ignores no_proxy='*' and would send localhost
+  # through offline_env's dead proxy; it honours no_grpc_proxy.
+  env = dict(env or offline_env(), JAX_NUM_CPU_DEVICES=str(devices),
+             no_grpc_proxy='localhost')
+  prefixes = prefixes or [('-m', 'reexam_jax.main')] * num_processes
+  port = free_port()
+  multi = lambda i: ([f'--coordinator_address=localhost:{port}',
+                      f'--num_processes={num_processes}', f'--process_id={i}']
+                     if num_processes > 1 else [])
+  procs = [subprocess.Popen([sys.executable, *prefixes[i], *map(str, args), *multi(i)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+           for i in range(num_processes)]
+  outs = []
+  for p in procs:
+    stdout, stderr = p.communicate(timeout=timeout)
+    outs.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+  return outs

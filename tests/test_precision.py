@@ -59,13 +59,13 @@ def test_training_validates_with_true_float32(tmp_path, monkeypatch):
     seen['train'] = model.core.precision
     return make_train_step(model, optimizer, config)
 
-  def lower_evaluation(config, model, data):
+  def lower_evaluation(config, model, data, mesh):
     del data
     d = config.model.d_data
     params = jax.eval_shape(lambda: models.init_params(model, jax.random.key(0), d))
     xy = jax.ShapeDtypeStruct((5, 2, d), jnp.float32)
     mask = jax.ShapeDtypeStruct((5, 2), jnp.float32)
-    score = evaluate.make_chunk_scorer(model, 2, 'posterior')
+    score = evaluate.make_chunk_scorer(model, 2, 'posterior', mesh)
     raise Stop(DOT.findall(score.lower(params, xy, xy, mask, jax.random.key(0)).as_text()))
 
   monkeypatch.setattr(train, 'make_train_step', record_training_model)
