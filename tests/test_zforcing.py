@@ -10,6 +10,7 @@ import numpy as np
 from reexam_jax import evaluate
 from reexam_jax import experiments
 from reexam_jax import models
+from reexam_jax import parallel
 from reexam_jax import train
 from reexam_jax.models import cores
 
@@ -68,17 +69,23 @@ def _log_normal(v, mu, logvar):
   return -0.5 * (np.log(2 * np.pi) + logvar + (v - mu) ** 2 / np.exp(logvar))
 
 
+def _numpy_backward(p, y):
+  """(H, the input embedding as a float64 function, bwd [T, B, H]) of the core's
+  parameters p: the backward LSTM over emb(y) as a numpy loop."""
+  hid = p['fwd_cell']['w_hh'].shape[1]
+  emb = lambda v: _dense(p['inp_emb']['TorchDense_0'], np.asarray(v, np.float64))
+  h, c, bwd = np.zeros((B, hid)), np.zeros((B, hid)), np.zeros((T, B, hid))
+  for t in reversed(range(T)):
+    h, c = _lstm_step(p['bwd_rnn']['layer_0'], emb(y[t]), h, c)
+    bwd[t] = h
+  return hid, emb, bwd
+
+
 def _numpy_zforcing(params, x, y, eps):
   """Spec §4 srnn_zforce with factorised one-Gaussian heads, z from the posterior with
   noise eps [T, B, Z] -> per-step log p(y_t | ...) [T, B, D], KL [T, B], z."""
   p, crit = params['core'], params['output']['crit']
-  emb = lambda v: _dense(p['inp_emb']['TorchDense_0'], np.asarray(v, np.float64))
-  hid = p['fwd_cell']['w_hh'].shape[1]
-  h, c = np.zeros((B, hid)), np.zeros((B, hid))
-  bwd = np.zeros((T, B, hid))
-  for t in reversed(range(T)):
-    h, c = _lstm_step(p['bwd_rnn']['layer_0'], emb(y[t]), h, c)
-    bwd[t] = h
+  hid, emb, bwd = _numpy_backward(p, y)
   f, c = np.zeros((B, hid)), np.zeros((B, hid))
   log_py, kl, zs = [], [], []
   for t in range(T):
@@ -111,12 +118,7 @@ def test_core_matches_the_spec_step_by_step():
   _, z0 = _apply(model, params, x, y)
   p = params['core']
   # eps of the first call: invert the loop's posterior along the model's own z.
-  hid = p['fwd_cell']['w_hh'].shape[1]
-  emb = lambda v: _dense(p['inp_emb']['TorchDense_0'], np.asarray(v, np.float64))
-  h, c, bwd = np.zeros((B, hid)), np.zeros((B, hid)), np.zeros((T, B, hid))
-  for t in reversed(range(T)):
-    h, c = _lstm_step(p['bwd_rnn']['layer_0'], emb(y[t]), h, c)
-    bwd[t] = h
+  hid, emb, bwd = _numpy_backward(p, y)
   f, c, eps = np.zeros((B, hid)), np.zeros((B, hid)), []
   for t in range(T):
     mu_q, lv_q = _gaussian(p['post'], np.concatenate([bwd[t], f], -1))
@@ -144,12 +146,7 @@ def test_log_ratio_is_log_prior_minus_log_posterior():
   x, y = _data(4)
   out, z = _apply(model, params, x, y)
   p = params['core']
-  hid = p['fwd_cell']['w_hh'].shape[1]
-  emb = lambda v: _dense(p['inp_emb']['TorchDense_0'], np.asarray(v, np.float64))
-  h, c, bwd = np.zeros((B, hid)), np.zeros((B, hid)), np.zeros((T, B, hid))
-  for t in reversed(range(T)):
-    h, c = _lstm_step(p['bwd_rnn']['layer_0'], emb(y[t]), h, c)
-    bwd[t] = h
+  hid, emb, bwd = _numpy_backward(p, y)
   f, c, want = np.zeros((B, hid)), np.zeros((B, hid)), []
   for t in range(T):
     zt = np.asarray(z[t], np.float64)
@@ -213,7 +210,8 @@ def test_aux_cost_is_off_by_default_and_training_only():
     assert max(jax.tree_util.tree_leaves(diff)) > 1e-6, name
 
   mask = jnp.ones((T, B))
-  score = lambda model, params: evaluate.make_chunk_scorer(model, 4, 'posterior')(
+  score = lambda model, params: evaluate.make_chunk_scorer(model, 4, 'posterior',
+                                                                 parallel.make_mesh())(
       params, x, y, mask, jax.random.key(2))
   for a, b in zip(score(on, params_on), score(off, params_off)):
     np.testing.assert_allclose(a, b, rtol=1e-6)

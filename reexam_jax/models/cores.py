@@ -73,6 +73,17 @@ def latent_terms(z, posterior, prior, source):
   return kl, log_ratio
 
 
+def draw_latent(core: nn.Module, latent_source: str, posterior, prior):
+  """(z [..., Z], kl [...], log_ratio [...]): z drawn with the core's 'latent' rng from
+  the posterior or the prior (sampling_gaussian) and recorded as the core's
+  'intermediates' z, with latent_terms' KL and log p(z) - log s(z)."""
+  source = sampling_gaussian(latent_source, posterior, prior)
+  eps = jax.random.normal(core.make_rng('latent'), source[0].shape, source[0].dtype)
+  z = reparameterise(source, eps)
+  core.sow('intermediates', 'z', z)
+  return (z, *latent_terms(z, posterior, prior, source))
+
+
 class RNNCore(nn.Module):
   """h = LSTM(emb(x)): the deterministic core (dropout on h is the output's business)."""
   d_rnn: int
@@ -155,14 +166,9 @@ class SRNNCore(nn.Module):
     bwd = bwd[::-1]  # [T, B, H]
     prior = gaussian_params(self.prior, fwd, deterministic)
     post = gaussian_params(self.post, jnp.concatenate([bwd, fwd], axis=-1), deterministic)
-    source = sampling_gaussian(latent_source, post, prior)
-    eps = jax.random.normal(self.make_rng('latent'), source[0].shape, source[0].dtype)
-    z = reparameterise(source, eps)  # [T, B, Z]
-    self.sow('intermediates', 'z', z)
-
+    z, kl, log_ratio = draw_latent(self, latent_source, post, prior)  # z [T, B, Z]
     h, _ = self.lat_rnn(jnp.concatenate([fwd, z], axis=-1), deterministic=deterministic)
     h = self.h_dropout(h, deterministic=deterministic)
-    kl, log_ratio = latent_terms(z, post, prior, source)
     return dict(h=h, kl=kl, log_ratio=log_ratio)
 
   def initial_carry(self, batch: int):
@@ -318,12 +324,8 @@ class HandwritingSRNNCore(nn.Module):
     bwd = self.bwd_rnn(emb_y[::-1], deterministic=True)[0][::-1]  # [T, B, H]
     prior = gaussian_params(self.prior, fwd, True)
     post = gaussian_params(self.post, jnp.concatenate([bwd, fwd], axis=-1), True)
-    source = sampling_gaussian(latent_source, post, prior)
-    eps = jax.random.normal(self.make_rng('latent'), source[0].shape, source[0].dtype)
-    z = reparameterise(source, eps)  # [T, B, Z]
-    self.sow('intermediates', 'z', z)
+    z, kl, log_ratio = draw_latent(self, latent_source, post, prior)  # z [T, B, Z]
     h, _ = self._output_context(emb_x, z)
-    kl, log_ratio = latent_terms(z, post, prior, source)
     return dict(h=h, kl=kl, log_ratio=log_ratio)
 
   def initial_carry(self, batch: int):
