@@ -74,6 +74,7 @@ MODELS = {
     'rnn_hier_hw': ModelSpec('hw_rnn', 'handwriting_hier'),  # RNN-hier
     'f_srnn_hw': ModelSpec('hw_srnn', 'handwriting'),  # F-SRNN
     'srnn_hier_hw': ModelSpec('hw_srnn', 'handwriting_hier'),  # SRNN-hier
+    'zf_f_srnn_hw': ModelSpec('zforce', 'handwriting'),  # the reference's srnn_zforce
 }
 
 
@@ -241,6 +242,8 @@ HANDWRITING_FLAGS = {
                               d_lat=150)),
     'srnn_hier': Flags(200, dict(name='srnn_hier_hw', d_rnn=200, d_emb=150, d_mlp=150,
                                  dropout=0.25)),
+    'zf_f_srnn': Flags(200, dict(name='zf_f_srnn_hw', d_rnn=200, d_emb=150, d_mlp=150,
+                                 d_lat=150, zf_aux_weight=0.0)),
 }
 # stroke-3 sketches (Omniglot: ~31 steps per character, 20x shorter than IAM-OnDB
 # lines), sized for a CPU: the paper's models at width 64 (Z = 32), 2-layer RNNs and
@@ -251,6 +254,7 @@ STROKE3_FLAGS = {
     'rnn_hier': Flags(25, dict(_SMALL, name='rnn_hier_hw', n_layer=2, dropout=0.25)),
     'f_srnn': Flags(25, dict(_SMALL, name='f_srnn_hw')),
     'srnn_hier': Flags(25, dict(_SMALL, name='srnn_hier_hw', dropout=0.25)),
+    'zf_f_srnn': Flags(25, dict(_SMALL, name='zf_f_srnn_hw', zf_aux_weight=0.0)),
 }
 
 # Name -> Dataset(domain, batch size, paper steps, eval every, normalisation, ...).

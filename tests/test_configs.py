@@ -198,6 +198,7 @@ def _run_params(config_arg):
     ('configs/perm_timit_rnn_hier.py', 16_191_712, 17_094_012),
     ('configs/timit_zf_f_srnn.py', 17_448_216, None),
     ('configs/iamondb_srnn_hier.py', 1_158_628, None),
+    ('configs/iamondb_zf_f_srnn.py', 893_571, None),
 ])
 def test_cli_params_mode(config_arg, count, formula):
   lines = _run_params(config_arg)

@@ -111,7 +111,7 @@ def test_bivariate_samples_have_the_components_covariance():
   np.testing.assert_allclose(np.corrcoef(draws.T)[0, 1], 0.8, atol=0.02)
 
 
-MODELS = ['f_rnn_hw', 'rnn_hier_hw', 'f_srnn_hw', 'srnn_hier_hw']
+MODELS = ['f_rnn_hw', 'rnn_hier_hw', 'f_srnn_hw', 'srnn_hier_hw', 'zf_f_srnn_hw']
 CASES = [(m, False) for m in MODELS] + [('rnn_hier_hw', True), ('f_srnn_hw', True)]
 
 

@@ -34,6 +34,7 @@ FAMILIES = [  # every model of the registry, every output model with both heads
     ('rnn_hier_hw', dict(d_data=3, n_mix=2, head='handwriting', bivariate=True)),
     ('f_srnn_hw', dict(d_data=3, d_mlp=4, n_mix=2, head='handwriting', bivariate=True)),
     ('srnn_hier_hw', dict(d_data=3, d_mlp=4, n_mix=2, head='handwriting')),
+    ('zf_f_srnn_hw', dict(d_data=3, d_mlp=4, n_mix=2, head='handwriting')),
 ]
 
 

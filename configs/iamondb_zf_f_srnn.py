@@ -1,0 +1,6 @@
+"""IAM-OnDB, Z-forcing F-SRNN (the reference's srnn_zforce)."""
+from reexam_jax import experiments
+
+
+def get_config(arg=None):
+  return experiments.get_config('iamondb', 'zf_f_srnn', arg)
