@@ -69,7 +69,7 @@ def time_jax(config, steps: int, warmup: int, batch: int):
       s = (rng.random((t + 1, batch, d)) < 0.1).astype(np.float32)
     else:
       s = rng.standard_normal((t + 1, batch, d)).astype(np.float32)
-    return parallel.put_batch(s[:-1], mesh), parallel.put_batch(s[1:], mesh)
+    return parallel.put_batch(s[:-1], mesh, batch), parallel.put_batch(s[1:], mesh, batch)
 
   key = jax.random.key(1)
   x, y = batch_fn()

@@ -72,8 +72,9 @@ def normalised_stderr(totals: np.ndarray, num_elements: np.ndarray,
 def make_chunk_scorer(model, num_samples: int, latent_source: str, mesh) -> Callable:
   """jit(params, x, y, mask, rng) -> (log-sum-exp of the importance weights [B], ELBO
   of each draw [S, B]), for `num_samples` latent draws at once. x, y, mask come sharded
-  over `mesh` (parallel.put_batch); the outputs are replicated on every device, so each
-  process reads all rows and sums them once, as one process would.
+  over `mesh` (parallel.put_batch, each process holding its own rows); the outputs are
+  replicated on every device, so each process reads all rows and sums them once, as
+  one process would.
 
   With one sample and the posterior, the bound is log p(y|z) + log p(z) - log q(z); its
   expectation is the ELBO. For deterministic models every number is the exact LL.
@@ -140,33 +141,37 @@ class Evaluator:
       seqs = batching.eval_subset(seqs, self.max_batches * self.batch_size, self.d_data,
                                   self.sort)
     order = batching.eval_order(seqs, self.d_data, self.sort)
-    bound, elbo, steps = [], [], []  # per sequence, in evaluation order
+    steps = batching.sequence_lengths(seqs)[order] // self.d_data  # [N], in that order
+    rows = parallel.local_rows(self.batch_size)
+    bound, elbo = [], []  # per sequence, in evaluation order
     mc_var, chunk_index = 0.0, 0
     for start in range(0, len(order), self.batch_size):
-      group = batching.take(seqs, order[start:start + self.batch_size])
-      sums = np.zeros((3, self.batch_size))  # bound, elbo, steps of each batch row
-      for chunk in batching.eval_chunks(group, self.batch_size, self.d_data, self.tgt_len,
-                                        sort=False, pad_multiple=self.pad_multiple):
+      group = order[start:start + self.batch_size]
+      t_max = int(steps[start:start + self.batch_size].max())
+      sums = np.zeros((2, self.batch_size))  # bound, elbo of each batch row
+      # This process's rows of the batch's chunks (as many as on every other process).
+      for chunk in batching.batch_chunks(seqs, group, t_max, self.batch_size, self.d_data,
+                                         self.tgt_len, self.pad_multiple, rows):
         chunk_rng = jax.random.fold_in(rng, chunk_index)
         chunk_index += 1
-        # [L, B, D], [L, B, D], [L, B]: this process's rows of each.
-        x, y, mask = (parallel.put_batch(a, self.mesh) for a in (chunk.x, chunk.y, chunk.mask))
+        # [L, B, D], [L, B, D], [L, B] global arrays of this process's rows.
+        x, y, mask = (parallel.put_batch(a, self.mesh, self.batch_size)
+                      for a in (chunk.x, chunk.y, chunk.mask))
         lse, draws = None, []
         for p in range(num_samples // per_pass):
           b, e = score(params, x, y, mask, jax.random.fold_in(chunk_rng, p))
           lse = b if lse is None else jnp.logaddexp(lse, b)
           draws.append(np.asarray(e, np.float64))
         draws = np.concatenate(draws)  # [S, B] ELBO draws
-        sums += [np.asarray(lse, np.float64) - math.log(num_samples), draws.mean(0),
-                 chunk.mask.sum(0)]
+        sums += [np.asarray(lse, np.float64) - math.log(num_samples), draws.mean(0)]
         if num_samples > 1:
           mc_var += float((draws.var(0, ddof=1) / num_samples).sum())
       bound.append(sums[0, :len(group)])
       elbo.append(sums[1, :len(group)])
-      steps.append(sums[2, :len(group)])
-    bound, elbo, steps = (np.concatenate(v) for v in (bound, elbo, steps))
-    return dict(index=np.asarray(order), bound=bound, elbo=elbo, steps=steps,
-                mc_var=mc_var)
+    bound, elbo = np.concatenate(bound), np.concatenate(elbo)
+    # The first step of a sequence is never scored.
+    return dict(index=np.asarray(order), bound=bound, elbo=elbo,
+                steps=np.maximum(steps - 1, 0).astype(np.float64), mc_var=mc_var)
 
   def __call__(self, params, seqs, rng, num_samples: int = 1,
                latent_source: str = 'posterior') -> Dict[str, float]:

@@ -3,12 +3,13 @@ processes, parameters replicated, batches sharded along their batch axis. The sa
 runs on one CPU, several GPUs, several processes or a multi-host TPU pod; a
 multi-process run calls `initialize()` first.
 
-Every process computes the same global batch from the deterministic data pipeline and
-places only its own rows (`put_batch`), so a run's numbers do not depend on how many
-processes or devices share it."""
+Every process builds only its own block of each global batch's rows (`local_rows`) from
+the same deterministic data pipeline, and the blocks are assembled into one global
+array (`put_batch`), so a run's numbers do not depend on how many processes or devices
+share it."""
 import os
 import socket
-from typing import Callable, Optional, TypeVar
+from typing import Callable, Optional, Tuple, TypeVar
 
 import jax
 import numpy as np
@@ -109,21 +110,22 @@ def check_batch_size(batch_size: int, mesh: Mesh, flag: str = '--config.batch_si
                            f'the mesh ({jax.process_count()} process(es))')
 
 
-def process_rows(array: np.ndarray, batch_axis: int = 1) -> np.ndarray:
-  """This process's block of a global host batch along batch_axis: rows
-  [i * B/N, (i+1) * B/N) of process i of N (a view, nothing copied)."""
-  rows = array.shape[batch_axis] // jax.process_count()
-  start = jax.process_index() * rows
-  index = [slice(None)] * array.ndim
-  index[batch_axis] = slice(start, start + rows)
-  return array[tuple(index)]
+def local_rows(batch_size: int) -> Tuple[int, int]:
+  """This process's block [lo, hi) of a global batch's rows: [i * B/N, (i+1) * B/N) for
+  process i of N (the mesh orders devices by process, so these rows land on its own
+  devices)."""
+  rows = batch_size // jax.process_count()
+  return jax.process_index() * rows, (jax.process_index() + 1) * rows
 
 
-def put_batch(array: np.ndarray, mesh: Mesh, batch_axis: int = 1) -> jax.Array:
-  """The global batch `array` (e.g. [T, B, D]) as one jax.Array sharded over the mesh;
-  this process transfers only its own rows (`process_rows`)."""
+def put_batch(local: np.ndarray, mesh: Mesh, batch_size: int,
+              batch_axis: int = 1) -> jax.Array:
+  """This process's rows `local` (e.g. [T, B/N, D], the block `local_rows(batch_size)`)
+  as its part of one global [T, batch_size, D] jax.Array sharded over the mesh."""
+  shape = list(local.shape)
+  shape[batch_axis] = batch_size
   return jax.make_array_from_process_local_data(
-      batch_sharding(mesh, batch_axis), process_rows(array, batch_axis), array.shape)
+      batch_sharding(mesh, batch_axis), local, tuple(shape))
 
 
 def first_process_first(fn: Callable[[], T]) -> T:

@@ -372,13 +372,16 @@ def final_results(config, model, progress: Progress, timer: StepTimer, test_scor
 
 
 def make_stream(config, train_seqs):
-  """The training batches: whole padded sequences with masks (batching.PaddedStream)
-  for whole-sequence datasets, else chunks of the concatenated stream."""
+  """This process's rows of the training batches (parallel.local_rows): whole padded
+  sequences with masks (batching.PaddedStream) for whole-sequence datasets, else chunks
+  of the concatenated stream."""
+  rows = parallel.local_rows(config.batch_size)
   if config.whole_sequences:
     return batching.PaddedStream(train_seqs, config.batch_size, config.model.d_data,
-                                 config.pad_multiple, config.seed)
+                                 config.pad_multiple, config.seed, rows)
   return batching.make_train_stream(train_seqs, config.batch_size, config.model.d_data,
-                                    config.tgt_len, config.seed, config.buffer_files or None)
+                                    config.tgt_len, config.seed, config.buffer_files or None,
+                                    rows=rows)
 
 
 def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
@@ -416,7 +419,8 @@ def train_and_evaluate(config, workdir: str) -> Dict[str, Any]:
   stopped = 0  # the signal that stopped the loop, 0 while none
   with preemption.stop_signals() as stop:
     for step in range(start_step, config.num_steps):
-      x, y, *mask = (parallel.put_batch(a, mesh) for a in stream.batch(step))
+      x, y, *mask = (parallel.put_batch(a, mesh, config.batch_size)
+                     for a in stream.batch(step))
       progress.state, metrics = timer.run(train_step, progress.state, x, y, train_rng, *mask)
       progress.add(metrics)
       done = step + 1

@@ -278,3 +278,70 @@ def test_vctk_and_blizzard_load_lazily(tmp_path):
   assert data['sort_eval'] is False
   stream = batching.make_train_stream(data['train'], 2, 10, 5, seed=1)
   assert isinstance(stream, batching.FileStream) and stream.batch(0)[0].shape[1:] == (2, 10)
+
+
+# ----------------------------------------------------------------------------------
+# Row blocks: each process of a multi-process run builds only its rows of a batch.
+
+def _blocks(batch_size, num_processes):
+  rows = batch_size // num_processes
+  return [(i * rows, (i + 1) * rows) for i in range(num_processes)]
+
+
+def _assert_blocks_make_the_batch(make, batch_size, num_processes, steps):
+  """make(rows) -> a stream; the blocks' batches side by side equal the whole batch."""
+  whole, parts = make(None), [make(r) for r in _blocks(batch_size, num_processes)]
+  for step in steps:
+    for got, want in zip(zip(*[p.batch(step) for p in parts]), whole.batch(step)):
+      np.testing.assert_array_equal(np.concatenate(got, axis=1), want)
+
+
+@pytest.mark.parametrize('num_processes', [2, 4])
+def test_train_stream_row_blocks(num_processes):
+  seqs = _tagged([11, 5, 23, 8, 17, 2, 30, 9], 2)
+  make = lambda rows: batching.TrainStream(seqs, 4, 2, 3, seed=3, rows=rows)
+  _assert_blocks_make_the_batch(make, 4, num_processes, range(3 * make(None).chunks_per_epoch))
+
+
+@pytest.mark.parametrize('full_chunks', [False, True])
+@pytest.mark.parametrize('num_processes', [2, 4])
+def test_file_stream_row_blocks(full_chunks, num_processes):
+  seqs = _tagged(np.random.default_rng(1).integers(1, 40, size=37), 2)
+  make = lambda rows: batching.FileStream(FakeLazy(seqs), 4, 2, 3, seed=2, buffer_files=6,
+                                          full_chunks=full_chunks, rows=rows)
+  _assert_blocks_make_the_batch(make, 4, num_processes, list(range(120)) + [7, 3, 90])
+
+
+@pytest.mark.parametrize('full_chunks', [False, True])
+def test_file_stream_row_block_reads_only_its_files(full_chunks):
+  # 8 files of 12 elements a buffer, 4 rows: each row is 2 files' worth of the stream.
+  seqs = _tagged([12] * 40, 1)
+  lazy = FakeLazy(seqs)
+  stream = batching.FileStream(lazy, 4, 1, 5, seed=0, buffer_files=8,
+                               full_chunks=full_chunks, rows=(1, 2))
+  for step in range(3 * stream.chunks_in_epoch(0)):
+    stream.batch(step)
+  # Its own 2 files; with full_chunks a row's 21 steps can straddle a third.
+  assert 2 <= lazy.max_read <= (3 if full_chunks else 2)
+
+
+@pytest.mark.parametrize('num_processes', [2, 4])
+def test_padded_stream_row_blocks(num_processes):
+  seqs = _tagged([11, 5, 23, 8, 17, 2, 30, 9, 4, 13], 3)  # 10 = 2 batches of 4 + 2
+  make = lambda rows: batching.PaddedStream(seqs, 4, 3, pad_multiple=4, seed=1, rows=rows)
+  _assert_blocks_make_the_batch(make, 4, num_processes, range(9))
+
+
+@pytest.mark.parametrize('tgt_len', [0, 4])
+def test_eval_chunk_row_blocks_read_only_their_sequences(tgt_len):
+  seqs = _tagged([11, 5, 23, 8, 17, 2, 30, 9, 4, 13], 2)
+  whole = list(batching.eval_chunks(seqs, 4, 2, tgt_len, pad_multiple=3))
+  lazies = [FakeLazy(seqs) for _ in range(2)]
+  parts = [list(batching.eval_chunks(lazy, 4, 2, tgt_len, pad_multiple=3, rows=r))
+           for lazy, r in zip(lazies, _blocks(4, 2))]
+  assert len(parts[0]) == len(parts[1]) == len(whole)
+  for a, b, want in zip(*parts, whole):
+    for field in ('x', 'y', 'mask'):
+      np.testing.assert_array_equal(
+          np.concatenate([getattr(a, field), getattr(b, field)], axis=1), getattr(want, field))
+  assert all(lazy.max_read <= 2 for lazy in lazies)  # 2 of each batch's 4 sequences
