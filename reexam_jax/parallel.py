@@ -7,12 +7,14 @@ Every process builds only its own block of each global batch's rows (`local_rows
 the same deterministic data pipeline, and the blocks are assembled into one global
 array (`put_batch`), so a run's numbers do not depend on how many processes or devices
 share it."""
+import itertools
 import os
 import socket
 from typing import Callable, Optional, Tuple, TypeVar
 
 import jax
 import numpy as np
+from jax._src import distributed as jax_distributed  # the coordination client; no public path
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -128,20 +130,58 @@ def put_batch(local: np.ndarray, mesh: Mesh, batch_size: int,
       batch_sharding(mesh, batch_axis), local, tuple(shape))
 
 
+# How long the other processes wait for process 0 to prepare a data set (a speech corpus
+# takes minutes to hours on first use).
+DATA_BARRIER_TIMEOUT_S = 6 * 3600
+_barriers = itertools.count()  # barrier ids must not repeat within a run
+
+
+def coordination_client():
+  """The client of JAX's coordination service (started by jax.distributed.initialize;
+  Orbax's barriers use the same one): barriers with a timeout of our choosing and a
+  key-value store, independent of the collectives' (gloo's) 30 s deadlines."""
+  return jax_distributed.global_state.client
+
+
+def barrier(name: str, error: Optional[BaseException] = None,
+            timeout_s: int = DATA_BARRIER_TIMEOUT_S) -> None:
+  """Every process waits here; then all raise if any of them arrived with an `error`
+  (that process re-raises its own, the others a UserError naming it), so a failure on
+  one process stops every process at once with its one-line reason."""
+  client = coordination_client()
+  key = f'reexam_jax/{name}/{next(_barriers)}'
+  if error is not None:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    client.key_value_set(f'{key}/error/{jax.process_index()}', reason)
+  client.wait_at_barrier(key, timeout_s * 1000)
+  if error is not None:
+    raise error
+  reports = sorted(client.key_value_dir_get(f'{key}/error/'))
+  if reports:
+    where, reason = reports[0]
+    raise errors.UserError(f'process {where.rpartition("/")[2]} stopped the run: {reason}')
+
+
 def first_process_first(fn: Callable[[], T]) -> T:
   """fn() on process 0, then, after a barrier, on the others: files that fn prepares
   (a data set built on first use) are written once, and the others read them. A second
-  barrier lets all processes go on together: JAX's CPU collectives (gloo) give up when
-  one process reaches the first collective 30 s after another."""
-  if jax.process_index() == 0:
-    out = fn()
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices('reexam_jax: process 0 prepared the data')
+  barrier lets all processes go on together. If fn fails on any process, every process
+  stops at the next barrier with that failure's one-line reason (`barrier`)."""
+  if jax.process_count() == 1:
+    return fn()
+
+  def attempt():
+    try:
+      return fn(), None
+    except Exception as e:  # pylint: disable=broad-except; reported to every process
+      return None, e
+
+  out, error = attempt() if jax.process_index() == 0 else (None, None)
+  barrier('data_prepared', error)
   if jax.process_index() != 0:
-    out = fn()
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices('reexam_jax: every process loaded the data')
-  return out  # pylint: disable=possibly-used-before-assignment
+    out, error = attempt()
+  barrier('data_loaded', error)
+  return out
 
 
 def max_over_processes(value: int) -> int:

@@ -1,7 +1,8 @@
 """One run, any scale: 1 process x 4 CPU devices and 2 processes x 2 CPU devices
 (real processes on localhost, gloo collectives) end with the numbers of 1 process x 1
 device, write metrics and results once, and a 2-process run stopped by a signal to one
-process resumes like a single-process run. Bad multi-process input is one error line.
+process resumes like a single-process run. Bad multi-process input is one error line,
+on every process.
 
 Every run is the command line on tiny Nottingham F-RNN settings (test_train.tiny_arg);
 scripts/scale_equality.sh runs the same comparison for F-SRNN and RNN-hier."""
@@ -118,6 +119,22 @@ def test_failed_start_is_one_error_line(tmp_path):
       f'error: --coordinator_address=localhost:{port}: process 0 cannot listen on port '
       f'{port}: Address already in use')
   assert 'Traceback' not in out.stderr
+
+
+def test_data_failure_on_process_0_stops_every_process_with_one_line(tmp_path):
+  """Process 0 cannot read the data: it and process 1 (waiting for it at the data
+  barrier) both exit 2 at once with its reason, no traceback and no gloo timeout."""
+  data = tmp_path / 'midi'
+  data.mkdir()
+  (data / 'Nottingham.mat').write_bytes(b'not a mat file')
+  outs = run_processes(['--config=configs/nottingham_f_rnn.py', f'--workdir={tmp_path / "run"}',
+                        f'--config.data_dir={data}', '--cpu_tuning=off'], 2, 1)
+  reason = f'{data}/Nottingham.mat: not a readable .mat file'
+  for i, out in enumerate(outs):
+    assert out.returncode == errors.UserError.exit_code, f'process {i}: {out.stderr[-3000:]}'
+    assert 'Traceback' not in out.stderr
+  assert outs[0].stderr.splitlines()[-1].startswith(f'error: {reason}')
+  assert outs[1].stderr.splitlines()[-1].startswith(f'error: process 0 stopped the run: {reason}')
 
 
 def test_batch_not_divisible_by_devices_is_one_error_line(tmp_path):
