@@ -5,6 +5,13 @@ stderr and exits with `exit_code`; library callers catch them like any exception
 """
 
 
+def first_line(error: BaseException) -> str:
+  """The first line of error's message, or its type's name when it has none: how an
+  error from a library (JAX, another process) is quoted in one of our one-line errors."""
+  text = str(error).strip()
+  return text.splitlines()[0] if text else type(error).__name__
+
+
 class UserError(Exception):
   """Bad input: a flag, config field, file or directory that cannot be used. The
   message names it. Raised before anything is written."""

@@ -81,7 +81,7 @@ def initialize(coordinator_address: Optional[str] = None,
   except Exception as e:  # pylint: disable=broad-except; JAX raises several kinds
     where = (f'--coordinator_address={coordinator_address}' if coordinator_address
              else 'cluster auto-detection')
-    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    reason = errors.first_line(e)
     raise errors.UserError(f'{where}: multi-process start failed: {reason}') from e
 
 
@@ -151,8 +151,7 @@ def barrier(name: str, error: Optional[BaseException] = None,
   client = coordination_client()
   key = f'reexam_jax/{name}/{next(_barriers)}'
   if error is not None:
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    client.key_value_set(f'{key}/error/{jax.process_index()}', reason)
+    client.key_value_set(f'{key}/error/{jax.process_index()}', errors.first_line(error))
   client.wait_at_barrier(key, timeout_s * 1000)
   if error is not None:
     raise error

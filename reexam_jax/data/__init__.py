@@ -53,8 +53,8 @@ def load_dataset(config) -> Dict[str, List[np.ndarray]]:
 
 def check_data_dir(config) -> None:
   """UserError unless config.data_dir exists (a missing default directory is made to
-  download or cache into, except for own data, which have none; array_folder also
-  and stroke3 also take a single .npy/.npz file)."""
+  download or cache into, except for own data, which have none; array_folder and
+  stroke3 also take a single .npy/.npz file)."""
   if config.dataset in experiments.OWN_DATA_FIELDS and not config.data_dir:
     raise errors.UserError(f'--config.data_dir is required for {config.dataset}: the '
                            'directory of your files (docs/own_data.md)')
