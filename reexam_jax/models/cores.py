@@ -57,11 +57,14 @@ def reparameterise(gaussian, eps):
   return mu + jnp.exp(0.5 * logvar) * eps
 
 
-def sample_prior(prior, key, temperature):
-  """A generation draw [..., Z] from the prior with its standard deviations times
-  sqrt(temperature)."""
+def prior_step(prior, key, temperature, z=None):
+  """(z [..., Z], log_pz [...]) of one generation step: z drawn from the prior with its
+  standard deviations times sqrt(temperature), unless given (teacher-forced scoring);
+  log_pz its log-density under the prior itself."""
   mu, logvar = prior
-  return mu + jnp.exp(0.5 * logvar) * jnp.sqrt(temperature) * jax.random.normal(key, mu.shape)
+  if z is None:
+    z = mu + jnp.exp(0.5 * logvar) * jnp.sqrt(temperature) * jax.random.normal(key, mu.shape)
+  return z, likelihoods.diag_gaussian_log_prob(z, mu, logvar).sum(-1)
 
 
 def latent_terms(z, posterior, prior, source):
@@ -187,9 +190,7 @@ class SRNNCore(nn.Module):
     fwd, fwd_states = self.fwd_rnn(self.inp_emb(x[None], deterministic=True),
                                    deterministic=True, initial_states=fwd_states)  # [1, B, H]
     prior = gaussian_params(self.prior, fwd[0], True)  # [B, Z] each
-    if z is None:
-      z = sample_prior(prior, key, temperature)
-    log_pz = likelihoods.diag_gaussian_log_prob(z, *prior).sum(-1)
+    z, log_pz = prior_step(prior, key, temperature, z)
     h, lat_states = self.lat_rnn(jnp.concatenate([fwd, z[None]], axis=-1),
                                  deterministic=True, initial_states=lat_states)
     return (fwd_states, lat_states), h[0], log_pz
@@ -277,9 +278,7 @@ class ZForcingCore(nn.Module):
     """One step: x [B, D] -> (carry, h [B, H], log_pz [B]); z_t drawn from the prior
     p(z_t | f_t) unless given, as SRNNCore.step."""
     prior = gaussian_params(self.prior, carry[0], True)  # [B, Z] each
-    if z is None:
-      z = sample_prior(prior, key, temperature)
-    log_pz = likelihoods.diag_gaussian_log_prob(z, *prior).sum(-1)
+    z, log_pz = prior_step(prior, key, temperature, z)
     h, carry = self._advance(carry, self.inp_emb(x, deterministic=True), z)
     return carry, h, log_pz
 
@@ -338,8 +337,6 @@ class HandwritingSRNNCore(nn.Module):
     emb_x = self.inp_emb(x[None], deterministic=True)  # [1, B, E]
     fwd, z_states = self.forward_z(emb_x, deterministic=True, initial_states=z_states)
     prior = gaussian_params(self.prior, fwd[0], True)  # [B, Z] each
-    if z is None:
-      z = sample_prior(prior, key, temperature)
-    log_pz = likelihoods.diag_gaussian_log_prob(z, *prior).sum(-1)
+    z, log_pz = prior_step(prior, key, temperature, z)
     h, h_states = self._output_context(emb_x, z[None], h_states)
     return (z_states, h_states), h[0], log_pz
