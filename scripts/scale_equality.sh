@@ -3,11 +3,13 @@
 # 1 process x 4 CPU devices, 2 processes x 2 CPU devices (localhost, gloo); prints
 # valid/test LL of each (launch/README.md, "Same numbers at any scale").
 #
-#   bash scripts/scale_equality.sh RUNS_DIR [MODEL...]   (default: f_rnn f_srnn rnn_hier)
+#   [MIDI_DIR=DIR] bash scripts/scale_equality.sh RUNS_DIR [MODEL...]
+#   (default models: f_rnn f_srnn rnn_hier)
 set -euo pipefail
 runs=${1:?usage: $0 RUNS_DIR [MODEL...]}; shift
 models=${*:-f_rnn f_srnn rnn_hier}
-data=${REEXAM_SHARED_DATA:-$(dirname "$0")/../../shared/data}/midi
+# The folder holding Nottingham.mat (or .pickle): $MIDI_DIR, else the library's default.
+data_dir=(); [[ -n ${MIDI_DIR:-} ]] && data_dir=(--config.data_dir="$MIDI_DIR")
 tiny=num_steps=6,eval_every=3,checkpoint_every=3,log_every=3,tgt_len=20,eval_tgt_len=20,\
 batch_size=4,eval_batch_size=4,max_eval_batches=2,iwae_samples=4,iwae_chunk=2,d_rnn=16,\
 d_emb=16,d_lat=8,progress_bar=False
@@ -20,7 +22,7 @@ for m in $models; do
       multi=(); ((processes > 1)) && multi=(--coordinator_address=localhost:$port
                                           --num_processes=$processes --process_id=$i)
       JAX_PLATFORMS=cpu JAX_NUM_CPU_DEVICES=$devices python -m reexam_jax.main \
-        --config="configs/nottingham_$m.py:$tiny" --config.data_dir="$data" \
+        --config="configs/nottingham_$m.py:$tiny" "${data_dir[@]}" \
         --workdir="$runs/$m/$scale" --cpu_tuning=off "${multi[@]}" \
         > "$runs/$m.$scale.$i.log" 2>&1 &
     done
